@@ -1,0 +1,37 @@
+"""Every default okaflow uses, in one place."""
+
+from __future__ import annotations
+
+# Model-input size policy, matching UniMedVL's understanding encoder.
+UNDERSTANDING_MAX_SIDE = 980
+UNDERSTANDING_MIN_SIDE = 378
+UNDERSTANDING_MULTIPLE = 14
+
+# Generation limits for UniMedVL (per side, multiple of).
+GENERATION_MAX_SIDE = 1024
+GENERATION_MULTIPLE = 16
+
+# Decompression-bomb guard: images over this many pixels (per frame) are refused.
+MAX_IMAGE_PIXELS = 20_000_000
+# A whole multi-frame object is refused beyond this many pixels in total.
+MAX_TOTAL_PIXELS = 400_000_000
+
+# Agent loop.
+DEFAULT_MAX_STEPS = 6
+DEFAULT_WORKFLOW = "radiology-report"
+
+# Labels.
+SYNTHETIC_LABEL = "AI-GENERATED — NOT FOR DIAGNOSIS"
+DERIVED_LABEL = "DERIVED — NOT FOR DIAGNOSIS"
+
+# Environment variables read as fallbacks.
+ENV_MODEL_URL = "OKAFLOW_MODEL_URL"
+ENV_MODEL = "OKAFLOW_MODEL"
+ENV_API_KEY = "OKAFLOW_API_KEY"
+ENV_RUNS_DIR = "OKAFLOW_RUNS_DIR"
+
+DEFAULT_RUNS_DIR = "runs"
+
+# Case folder conventions.
+CASE_MANIFEST = "case.json"
+IMAGE_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff")

@@ -1,0 +1,181 @@
+"""okaflow's error tree: every failure a user can act on has its own class.
+
+::
+
+    OkaflowError
+    ├── ConfigurationError          a setting is missing or contradictory
+    │   └── MissingExtraError       an optional dependency group is not installed
+    ├── InputError                  a case input cannot be used (names the file and where in it)
+    │   ├── CaseError               a case folder / case.json is malformed or incomplete
+    │   ├── FHIRError               a FHIR bundle cannot be used
+    │   │   ├── FHIRParseError      not JSON, wrong resourceType, fails the FHIR model
+    │   │   └── FHIRReferenceError  a reference points at nothing in the bundle
+    │   └── ImageError              an image cannot be used
+    │       ├── DICOMError          DICOM file unreadable (truncated, not DICOM, bad tag)
+    │       │   ├── MissingPixelDataError
+    │       │   └── UnsupportedTransferSyntaxError
+    │       ├── ImageTooLargeError  over the pixel budget (decompression-bomb guard)
+    │       └── UnsupportedImageError
+    ├── BackendError                a model or generation backend failed
+    │   └── BackendOutputError      the backend answered, but not with what was asked
+    ├── AgentError                  the agent graph cannot run
+    │   ├── StepLimitError          the analyze <-> tools loop hit its step cap
+    │   └── RunDirectoryError       the run directory is unusable (exists and is not a run)
+    └── ApprovalRequiredError       a write outside the run directory needs a human yes
+
+Input errors carry ``source`` (the file), ``location`` (JSON path or DICOM tag) and ``hint``
+(what to do); ``str(error)`` joins them into one readable line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "AgentError",
+    "ApprovalRequiredError",
+    "BackendError",
+    "BackendOutputError",
+    "CaseError",
+    "ConfigurationError",
+    "DICOMError",
+    "FHIRError",
+    "FHIRParseError",
+    "FHIRReferenceError",
+    "ImageError",
+    "ImageTooLargeError",
+    "InputError",
+    "MissingExtraError",
+    "MissingPixelDataError",
+    "OkaflowError",
+    "RunDirectoryError",
+    "StepLimitError",
+    "UnsupportedImageError",
+    "UnsupportedTransferSyntaxError",
+]
+
+
+class OkaflowError(Exception):
+    """Root of every error okaflow raises on purpose."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} — {self.hint}"
+
+
+class ConfigurationError(OkaflowError):
+    """A setting is missing, malformed or contradictory."""
+
+
+class MissingExtraError(ConfigurationError):
+    """An optional dependency group is needed; the message names the install line."""
+
+    def __init__(self, extra: str, *, feature: str, missing: str) -> None:
+        super().__init__(
+            f"{feature} needs the optional dependency {missing!r}, which is not installed",
+            hint=f"pip install 'okaflow[{extra}]'",
+        )
+        self.extra = extra
+        self.missing = missing
+
+
+class InputError(OkaflowError):
+    """A case input cannot be used. Names the file, the place in it, and the fix."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | Path | None = None,
+        location: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.source = str(source) if source is not None else None
+        self.location = location
+        where = ""
+        if self.source and location:
+            where = f"{self.source} at {location}: "
+        elif self.source:
+            where = f"{self.source}: "
+        elif location:
+            where = f"at {location}: "
+        super().__init__(f"{where}{message}", hint=hint)
+        self.reason = message
+
+
+class CaseError(InputError):
+    """A case folder or case.json is malformed or incomplete."""
+
+
+class FHIRError(InputError):
+    """A FHIR bundle or resource cannot be used."""
+
+
+class FHIRParseError(FHIRError):
+    """Not JSON, not a Bundle, or a resource that fails the FHIR model."""
+
+
+class FHIRReferenceError(FHIRError):
+    """A reference in the bundle points at a resource that is not there."""
+
+
+class ImageError(InputError):
+    """An image file cannot be used."""
+
+
+class DICOMError(ImageError):
+    """A DICOM file cannot be read (truncated, not DICOM, malformed element)."""
+
+
+class MissingPixelDataError(DICOMError):
+    """The DICOM object has no Pixel Data (e.g. an SR or a header-only file)."""
+
+
+class UnsupportedTransferSyntaxError(DICOMError):
+    """The pixel data is compressed with a syntax no installed decoder handles."""
+
+
+class ImageTooLargeError(ImageError):
+    """The image exceeds the pixel budget (a guard against decompression bombs)."""
+
+
+class UnsupportedImageError(ImageError):
+    """The file is not an image format okaflow reads."""
+
+
+class BackendError(OkaflowError):
+    """A model or generation backend failed."""
+
+    def __init__(self, message: str, *, backend: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message if backend is None else f"[{backend}] {message}", hint=hint)
+        self.backend = backend
+
+
+class BackendOutputError(BackendError):
+    """The backend answered, but the answer is not what was asked (e.g. fails the JSON schema)."""
+
+    def __init__(
+        self, message: str, *, backend: str | None = None, raw: str | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, backend=backend, hint=hint)
+        self.raw = raw
+
+
+class AgentError(OkaflowError):
+    """The agent graph cannot run as configured."""
+
+
+class StepLimitError(AgentError):
+    """The analyze <-> tools loop reached its step cap without finishing."""
+
+
+class RunDirectoryError(AgentError):
+    """The run directory cannot be used."""
+
+
+class ApprovalRequiredError(OkaflowError):
+    """Writing outside the run directory needs an explicit human approval."""

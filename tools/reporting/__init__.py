@@ -1,0 +1,2 @@
+"""The interleaved report and its renderers."""
+from okaflow.tools.reporting._model import *  # noqa: F403
