@@ -1,5 +1,118 @@
-"""okaflow: an agentic clinical-workflow SDK (placeholder surface, filled in below)."""
+"""okaflow: an agentic clinical-workflow SDK.
 
+A LangGraph agent runs Observation → Knowledge → Analysis over a patient's FHIR record and images,
+asks an understanding backend (a served VLM, or the evidence-only default) for traceable claims,
+and writes one interleaved report.
+
+    >>> import okaflow
+    >>> result = okaflow.run("examples/cases/brain-mri", out="runs/brain")  # doctest: +SKIP
+    >>> result.report.blocks  # doctest: +SKIP
+
+``import okaflow`` stays light: the agent, FHIR and DICOM stacks load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from okaflow._errors import (
+    AgentError,
+    ApprovalRequiredError,
+    BackendError,
+    BackendOutputError,
+    CaseError,
+    ConfigurationError,
+    DICOMError,
+    FHIRError,
+    FHIRParseError,
+    FHIRReferenceError,
+    ImageError,
+    ImageTooLargeError,
+    InputError,
+    MissingExtraError,
+    MissingPixelDataError,
+    OkaflowError,
+    RunDirectoryError,
+    StepLimitError,
+    UnsupportedImageError,
+    UnsupportedTransferSyntaxError,
+)
+from okaflow._types import Evidence, Modality, Provenance
 from okaflow._version import __version__
 
-__all__ = ["__version__"]
+if TYPE_CHECKING:
+    from okaflow._case import Case
+    from okaflow._run import RunResult, approve, arun, run
+    from okaflow.agents import create_oka_agent
+    from okaflow.model_backend import EvidenceOnlyAnalyst
+    from okaflow.tools.reporting import Report
+    from okaflow.workflows import Workflow, get_workflow, list_workflows, register_workflow
+
+__all__ = [
+    "AgentError",
+    "ApprovalRequiredError",
+    "BackendError",
+    "BackendOutputError",
+    "Case",
+    "CaseError",
+    "ConfigurationError",
+    "DICOMError",
+    "Evidence",
+    "EvidenceOnlyAnalyst",
+    "FHIRError",
+    "FHIRParseError",
+    "FHIRReferenceError",
+    "ImageError",
+    "ImageTooLargeError",
+    "InputError",
+    "MissingExtraError",
+    "MissingPixelDataError",
+    "Modality",
+    "OkaflowError",
+    "Provenance",
+    "Report",
+    "RunDirectoryError",
+    "RunResult",
+    "StepLimitError",
+    "UnsupportedImageError",
+    "UnsupportedTransferSyntaxError",
+    "Workflow",
+    "__version__",
+    "approve",
+    "arun",
+    "create_oka_agent",
+    "get_workflow",
+    "list_workflows",
+    "register_workflow",
+    "run",
+]
+
+# Public names that load heavier modules, imported on first attribute access.
+_LAZY = {
+    "Case": "okaflow._case",
+    "RunResult": "okaflow._run",
+    "approve": "okaflow._run",
+    "arun": "okaflow._run",
+    "run": "okaflow._run",
+    "create_oka_agent": "okaflow.agents",
+    "EvidenceOnlyAnalyst": "okaflow.model_backend",
+    "Report": "okaflow.tools.reporting",
+    "Workflow": "okaflow.workflows",
+    "get_workflow": "okaflow.workflows",
+    "list_workflows": "okaflow.workflows",
+    "register_workflow": "okaflow.workflows",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'okaflow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

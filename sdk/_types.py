@@ -81,9 +81,7 @@ class Provenance(BaseModel):
     latency_s: float | None = None
     created: str = Field(default_factory=lambda: utc_now())
     usage: dict[str, int] = Field(default_factory=dict)
-    is_model: bool = Field(
-        default=True, description="False for okaflow's evidence-only analyst and classical tools."
-    )
+    is_model: bool = Field(default=True, description="False for okaflow's evidence-only analyst and classical tools.")
 
 
 def utc_now() -> str:

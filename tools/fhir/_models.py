@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from okaflow._types import Evidence
 
@@ -69,6 +69,7 @@ class ConditionFact(BaseModel):
     recorded: str | None = None
     body_site: str | None = None
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def is_active(self) -> bool:
         """Active unless the bundle says otherwise (resolved, inactive, remission, refuted, error)."""
@@ -143,6 +144,7 @@ class ObservationFact(BaseModel):
     interpretation_computed: bool = False
     components: list[ObservationFact] = Field(default_factory=list)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def trend_key(self) -> str:
         """Key that groups repeated measurements of the same thing (first code, else text)."""

@@ -1,0 +1,119 @@
+"""The whole OKA loop in one place.
+
+::
+
+    START → observe → knowledge → analyze ─┬─(tool calls, under the step cap)→ tools → analyze
+                                           ├─(visual requests, generator set)→ generate → verify
+                                           └─────────────────────────────────────────────→ verify
+    verify → report ─┬─(sinks configured)→ approve (human interrupt) → publish → END
+                     └───────────────────────────────────────────────────────→ END
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+from langchain_core.runnables import RunnableLambda
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Checkpointer
+
+from okaflow._constants import DEFAULT_MAX_STEPS
+from okaflow._errors import ConfigurationError
+from okaflow.agents._nodes import AgentConfig, build_nodes
+from okaflow.agents._state import OKAState, RunContext
+from okaflow.model_backend import EvidenceOnlyAnalyst, UnderstandingBackend
+from okaflow.tools.analysis import AnalysisTool, default_tools
+from okaflow.tools.generation import ClassicalGenerator, GenerationTool
+from okaflow.tools.knowledge import KnowledgeRetriever
+from okaflow.tools.publish import ReportSink
+from okaflow.workflows import Workflow, get_workflow
+
+__all__ = ["create_oka_agent"]
+
+
+def create_oka_agent(
+    backend: UnderstandingBackend | None = None,
+    tools: Iterable[AnalysisTool] | Mapping[str, AnalysisTool] | None = None,
+    *,
+    workflow: Workflow | str = "radiology-report",
+    generator: GenerationTool | Literal["default"] | None = "default",
+    knowledge: KnowledgeRetriever | None = None,
+    checkpointer: Checkpointer = None,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    seed: int | None = 0,
+    sinks: Sequence[ReportSink] = (),
+    require_approval: bool = True,
+) -> CompiledStateGraph[OKAState, RunContext, OKAState, OKAState]:
+    """Build the compiled OKA graph.
+
+    Args:
+        backend: The understanding backend; ``None`` means okaflow's evidence-only analyst.
+        tools: Analysis tools offered in the analyze loop (defaults: okaflow's built-ins). The
+            workflow's ``tools`` list chooses which of these are offered.
+        workflow: A :class:`Workflow` or a registered name.
+        generator: The generation tool; ``"default"`` is the classical generator, ``None`` disables.
+        knowledge: A retriever; ``None`` indexes the patient's history and the case's documents.
+        checkpointer: Injected LangGraph checkpointer (e.g. ``SqliteSaver``); required for approval.
+        max_steps: Cap on analyze calls (the analyze ↔ tools loop); the last call gets no tools.
+        seed: Passed to the backend and the generator.
+        sinks: Destinations outside the run directory, written after approval.
+        require_approval: Ask a human (``interrupt``) before writing to any sink.
+
+    The graph takes ``context=RunContext(case=..., run_dir=..., artifacts=...)`` at invoke time.
+    """
+    if max_steps < 1:
+        raise ConfigurationError(f"max_steps must be at least 1, got {max_steps}")
+    if sinks and require_approval and checkpointer is None:
+        raise ConfigurationError(
+            "an approval gate needs a checkpointer to pause and resume the run",
+            hint="pass checkpointer=SqliteSaver(...) or require_approval=False for unattended pipelines",
+        )
+    toolset = (
+        dict(tools) if isinstance(tools, Mapping) else default_tools() if tools is None else {t.name: t for t in tools}
+    )
+    config = AgentConfig(
+        backend=backend or EvidenceOnlyAnalyst(),
+        generator=ClassicalGenerator() if generator == "default" else generator,
+        tools=toolset,
+        workflow=get_workflow(workflow),
+        knowledge=knowledge,
+        max_steps=max_steps,
+        seed=seed,
+        sinks=tuple(sinks),
+        require_approval=require_approval,
+    )
+    nodes = build_nodes(config)
+    graph = StateGraph(OKAState, context_schema=RunContext)
+    for name, fn in nodes.items():
+        if name in {"approve", "publish"} and not sinks:
+            continue
+        if isinstance(fn, tuple):
+            sync_fn, async_fn = fn
+            graph.add_node(name, RunnableLambda(sync_fn, afunc=async_fn, name=name))
+        else:
+            graph.add_node(name, fn)
+    graph.add_edge(START, "observe")
+    graph.add_edge("observe", "knowledge")
+    graph.add_edge("knowledge", "analyze")
+
+    def after_analyze(state: OKAState) -> str:
+        if state.get("pending_tool_calls"):
+            return "tools"
+        if state.get("visual_requests") and config.generator is not None:
+            return "generate"
+        return "verify"
+
+    graph.add_conditional_edges("analyze", after_analyze, ["tools", "generate", "verify"])
+    graph.add_edge("tools", "analyze")
+    graph.add_edge("generate", "verify")
+    graph.add_edge("verify", "report")
+    if sinks:
+        graph.add_edge("report", "approve")
+        graph.add_edge("approve", "publish")
+        graph.add_edge("publish", END)
+    else:
+        graph.add_edge("report", END)
+    compiled: CompiledStateGraph[Any, Any, Any, Any] = graph.compile(checkpointer=checkpointer, name="oka")
+    return compiled

@@ -1,0 +1,406 @@
+"""The OKA agent's nodes. Each is ``state -> partial state``; its docstring names what it reads and writes.
+
+Nodes are built by :func:`build_nodes` from an :class:`AgentConfig` (backend, tools, workflow...),
+and get the per-run :class:`~okaflow.agents.RunContext` from LangGraph's runtime.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from langgraph.runtime import get_runtime
+from langgraph.types import interrupt
+from pydantic import ValidationError
+
+from okaflow._errors import BackendOutputError, ConfigurationError, OkaflowError
+from okaflow._types import Evidence, Provenance, utc_now
+from okaflow.agents._prompts import analysis_messages
+from okaflow.agents._state import OKAState, RunContext
+from okaflow.agents._verify import verify_claim
+from okaflow.model_backend import (
+    ModelAnalysis,
+    ModelImage,
+    UnderstandingBackend,
+    UnderstandRequest,
+    UnderstandResult,
+    analysis_json_schema,
+)
+from okaflow.tools.analysis import AnalysisTool, ToolContext
+from okaflow.tools.generation import GenerationRequest, GenerationTool
+from okaflow.tools.imaging import fit_to_policy, render_for_model, render_montage
+from okaflow.tools.knowledge import BM25Retriever, CombinedRetriever, KnowledgeRetriever
+from okaflow.tools.publish import ReportSink
+from okaflow.tools.reporting import ArtifactRef
+from okaflow.workflows import Workflow
+
+__all__ = ["AgentConfig", "build_nodes"]
+
+
+@dataclass
+class AgentConfig:
+    backend: UnderstandingBackend
+    generator: GenerationTool | None
+    tools: Mapping[str, AnalysisTool]
+    workflow: Workflow
+    knowledge: KnowledgeRetriever | None = None
+    max_steps: int = 6
+    seed: int | None = 0
+    sinks: tuple[ReportSink, ...] = ()
+    require_approval: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _ctx() -> RunContext:
+    runtime = get_runtime(RunContext)
+    if runtime.context is None:
+        raise ConfigurationError(
+            "the OKA agent was invoked without a RunContext",
+            hint="pass context=RunContext(...) or use okaflow.run()",
+        )
+    return runtime.context
+
+
+def _emit(node: str, summary: str, **data: Any) -> None:
+    get_runtime(RunContext).stream_writer({"node": node, "summary": summary, **data})
+
+
+def _evidence(state: OKAState) -> list[Evidence]:
+    return [Evidence.model_validate(row) for row in state.get("evidence", [])]
+
+
+def _retriever(config: AgentConfig, ctx: RunContext) -> KnowledgeRetriever:
+    if config.knowledge is not None:
+        return config.knowledge
+    sources: list[KnowledgeRetriever] = [BM25Retriever.from_patient(ctx.case.patient)]
+    if ctx.case.knowledge_dir is not None:
+        sources.append(BM25Retriever.from_directory(ctx.case.knowledge_dir))
+    return CombinedRetriever(sources)
+
+
+def build_nodes(config: AgentConfig) -> dict[str, Any]:
+    """The node callables (sync; ``analyze`` also has an async twin) keyed by node name."""
+    wf = config.workflow
+
+    def observe(state: OKAState) -> dict[str, Any]:
+        """Ingest the case into the evidence table and render what the model will see.
+
+        Reads: ``task``. Writes: ``evidence``, ``model_images``, ``warnings``, ``task``, ``step``.
+        """
+        ctx = _ctx()
+        case = ctx.case
+        wf.check(case)
+        images = []
+        for img in case.images:
+            if wf.frames == "montage" and img.frames > 1:
+                pic = fit_to_policy(render_montage(img))
+            else:
+                pic = render_for_model(img)
+            ref = ctx.artifacts.put_image(pic)
+            images.append(
+                {
+                    "evidence_id": img.id,
+                    "role": case.roles.get(img.id, "current"),
+                    "artifact": ref.model_dump(),
+                }
+            )
+        evidence = [e.model_dump(mode="json") for e in case.evidence()]
+        _emit("observe", f"{len(evidence)} evidence rows, {len(images)} images")
+        return {
+            "evidence": evidence,
+            "model_images": images,
+            "warnings": list(case.warnings),
+            "task": state.get("task") or case.task or wf.default_task,
+            "step": 0,
+        }
+
+    def knowledge(state: OKAState) -> dict[str, Any]:
+        """Retrieve knowledge passages (patient history, supplied documents) for the task.
+
+        Reads: ``task``. Writes: ``evidence`` (kind ``knowledge``).
+        """
+        ctx = _ctx()
+        query = wf.knowledge_query or state.get("task") or wf.default_task
+        hits = _retriever(config, ctx).search(query, k=5)
+        _emit("knowledge", f"{len(hits)} passages for {query!r}")
+        return {"evidence": [h.model_dump(mode="json") for h in hits]}
+
+    def _request(state: OKAState) -> tuple[UnderstandRequest, int, bool]:
+        ctx = _ctx()
+        step = state.get("step", 0) + 1
+        final = step >= config.max_steps
+        offered = {} if final else {n: config.tools[n] for n in wf.tools if n in config.tools}
+        evidence = _evidence(state)
+        model_images = [
+            ModelImage(
+                evidence_id=m["evidence_id"],
+                png=ctx.artifacts.open(_ref(m["artifact"])),
+                width=m["artifact"]["width"],
+                height=m["artifact"]["height"],
+            )
+            for m in state.get("model_images", [])
+        ]
+        errors = [f"{t['tool']}: {t['error']}" for t in state.get("tool_log", []) if t.get("error")]
+        case = ctx.case
+        request = UnderstandRequest(
+            purpose="analysis",
+            messages=analysis_messages(
+                wf,
+                state["task"],
+                evidence,
+                offered,
+                [m.evidence_id for m in model_images],
+                errors,
+                final=final,
+            ),
+            images=model_images,
+            evidence=evidence,
+            response_schema=analysis_json_schema(),
+            schema_name="ModelAnalysis",
+            task=state["task"],
+            workflow=wf.name,
+            seed=config.seed,
+            context={
+                "step": step,
+                "available_tools": sorted(offered),
+                "sections": list(wf.sections),
+                "image_ids": [i.id for i in case.current_images],
+                "prior_image_ids": [i.id for i in case.prior_images],
+                "suggested_visuals": wf.visuals(case),
+                "question": state["task"],
+            },
+        )
+        return request, step, final
+
+    def _absorb(result: UnderstandResult, step: int, final: bool) -> dict[str, Any]:
+        analysis = _parse_analysis(result, config.backend.name)
+        update: dict[str, Any] = {
+            "step": step,
+            "analyses": [
+                {
+                    "step": step,
+                    "provenance": result.provenance.model_dump(mode="json"),
+                    "analysis": analysis.model_dump(mode="json"),
+                    "reasoning": result.reasoning,
+                }
+            ],
+            "pending_tool_calls": [] if final else [c.model_dump(mode="json") for c in analysis.tool_calls],
+            "visual_requests": [v.model_dump(mode="json") for v in analysis.visual_requests],
+        }
+        if final and analysis.tool_calls:
+            update["warnings"] = [
+                f"step cap {config.max_steps} reached: {len(analysis.tool_calls)} tool call(s) not run"
+            ]
+        _emit("analyze", f"step {step}: {len(analysis.claims)} claims, {len(analysis.tool_calls)} tool calls")
+        return update
+
+    def analyze(state: OKAState) -> dict[str, Any]:
+        """Ask the backend for claims (or tool calls) over the evidence and images.
+
+        Reads: ``evidence``, ``model_images``, ``task``, ``step``, ``tool_log``.
+        Writes: ``step``, ``analyses``, ``pending_tool_calls``, ``visual_requests``, ``warnings``.
+        """
+        request, step, final = _request(state)
+        return _absorb(config.backend.understand(request), step, final)
+
+    async def aanalyze(state: OKAState) -> dict[str, Any]:
+        request, step, final = _request(state)
+        return _absorb(await config.backend.aunderstand(request), step, final)
+
+    def tools(state: OKAState) -> dict[str, Any]:
+        """Run the tool calls the last analysis asked for; results become evidence.
+
+        Reads: ``pending_tool_calls``, ``evidence``. Writes: ``evidence``, ``tool_log``, ``pending_tool_calls``.
+        """
+        ctx = _ctx()
+        tctx = ToolContext(
+            case=ctx.case, knowledge=_retriever(config, ctx), evidence={e.id: e for e in _evidence(state)}
+        )
+        new: list[dict[str, Any]] = []
+        log: list[dict[str, Any]] = []
+        for call in state.get("pending_tool_calls", []):
+            name, args = call["tool"], call.get("arguments", {})
+            tool = config.tools.get(name) if name in wf.tools else None
+            entry: dict[str, Any] = {"tool": name, "arguments": args, "step": state.get("step", 0)}
+            if tool is None:
+                entry["error"] = f"no tool named {name!r}; offered: {sorted(wf.tools)}"
+            else:
+                try:
+                    rows = tool.run(args, tctx)
+                except OkaflowError as exc:
+                    entry["error"] = str(exc)
+                else:
+                    entry["evidence_ids"] = [r.id for r in rows]
+                    new += [r.model_dump(mode="json") for r in rows]
+            log.append(entry)
+        _emit("tools", f"{len(log)} tool calls, {len(new)} new evidence rows")
+        return {"evidence": new, "tool_log": log, "pending_tool_calls": []}
+
+    def generate(state: OKAState) -> dict[str, Any]:
+        """Produce the visual outputs the analysis asked for, each labelled and linked to its sources.
+
+        Reads: ``visual_requests``. Writes: ``generated``, ``evidence`` (kind ``generated_image``), ``warnings``.
+        """
+        ctx = _ctx()
+        assert config.generator is not None  # the graph only routes here when one is configured
+        images = {i.id: i for i in ctx.case.images}
+        produced, rows, warnings = [], [], []
+        for req in state.get("visual_requests", []):
+            request = GenerationRequest(
+                task=req["task"], sources=req["image_ids"], params=req.get("params", {}), seed=config.seed
+            )
+            if not config.generator.supports(request.task):
+                warnings.append(f"generator {config.generator.name!r} cannot do {request.task!r}; skipped")
+                continue
+            try:
+                result = config.generator.generate(request, images)
+            except ConfigurationError as exc:
+                warnings.append(f"visual request {request.task!r} refused: {exc}")
+                continue
+            if result.unavailable:
+                warnings.append(f"{request.task}: {result.unavailable}")
+            provenance = Provenance(
+                backend=result.backend,
+                model_id=result.model_id,
+                seed=result.seed,
+                latency_s=result.elapsed_s,
+                is_model=result.ai_generated,
+            )
+            for pic, caption in zip(result.images, result.captions, strict=True):
+                ref = ctx.artifacts.put_image(pic)
+                evidence_id = f"Generated/{ref.sha256[:16]}"
+                produced.append(
+                    {
+                        "evidence_id": evidence_id,
+                        "artifact": ref.model_dump(),
+                        "caption": caption,
+                        "label": result.label,
+                        "task": result.task,
+                        "derived_from": result.derived_from,
+                        "params": result.params_used,
+                        "ai_generated": result.ai_generated,
+                        "provenance": provenance.model_dump(mode="json"),
+                    }
+                )
+                rows.append(
+                    Evidence(
+                        id=evidence_id,
+                        kind="generated_image",
+                        summary=f"{result.label}: {caption}",
+                        data={"task": result.task, "derived_from": result.derived_from, "sha256": ref.sha256},
+                    ).model_dump(mode="json")
+                )
+        _emit("generate", f"{len(produced)} images")
+        return {"generated": produced, "evidence": rows, "warnings": warnings}
+
+    def verify(state: OKAState) -> dict[str, Any]:
+        """Check every claim of the final analysis against the evidence it cites.
+
+        Reads: ``analyses``, ``evidence``. Writes: ``claims`` (each with its flags and provenance).
+        """
+        last = state["analyses"][-1]
+        analysis = ModelAnalysis.model_validate(last["analysis"])
+        table = {e.id: e for e in _evidence(state)}
+        claims = []
+        for claim in analysis.claims:
+            flags = verify_claim(claim, table, backend_sees_images=config.backend.is_model)
+            claims.append(
+                {
+                    **claim.model_dump(mode="json"),
+                    "flags": [f.model_dump(mode="json") for f in flags],
+                    "provenance": last["provenance"],
+                }
+            )
+        flagged = sum(1 for c in claims if c["flags"])
+        _emit("verify", f"{len(claims)} claims, {flagged} flagged")
+        return {"claims": claims}
+
+    def report(state: OKAState) -> dict[str, Any]:
+        """Assemble the interleaved report and write it into the run directory.
+
+        Reads: everything above. Writes: ``report_paths``.
+        """
+        from okaflow.agents._assemble import assemble_report
+        from okaflow.tools.reporting import write_report
+
+        ctx = _ctx()
+        built = assemble_report(state, ctx, config)
+        paths = write_report(built, ctx.run_dir, base_dir=ctx.run_dir)
+        (ctx.run_dir / "evidence.json").write_text(
+            json.dumps(state.get("evidence", []), indent=1, sort_keys=True), encoding="utf-8"
+        )
+        _emit("report", f"{len(built.blocks)} blocks → {paths.get('html', '')}")
+        return {"report_paths": {k: str(v) for k, v in paths.items()}}
+
+    def approve(state: OKAState) -> dict[str, Any]:
+        """Ask a human before anything leaves the run directory (LangGraph ``interrupt``).
+
+        Reads: ``report_paths``. Writes: ``approval``. Resume with ``True``/``False`` or
+        ``{"approved": bool, "by": "name", "note": "..."}``.
+        """
+        if not config.require_approval:
+            return {"approval": {"approved": True, "by": "unattended (require_approval=False)", "at": utc_now()}}
+        answer = interrupt(
+            {
+                "action": "publish",
+                "report": state.get("report_paths", {}).get("html"),
+                "sinks": [s.describe() for s in config.sinks],
+            }
+        )
+        decision = answer if isinstance(answer, dict) else {"approved": bool(answer)}
+        _emit("approve", "approved" if decision.get("approved") else "rejected")
+        return {
+            "approval": {
+                "approved": bool(decision.get("approved")),
+                "by": decision.get("by"),
+                "note": decision.get("note"),
+                "at": utc_now(),
+            }
+        }
+
+    def publish(state: OKAState) -> dict[str, Any]:
+        """Send the report to each configured sink, only when approved.
+
+        Reads: ``approval``, ``report_paths``. Writes: ``published``.
+        """
+        if not state.get("approval", {}).get("approved"):
+            _emit("publish", "not approved: nothing published")
+            return {}
+        ctx = _ctx()
+        done = [s.publish(ctx.run_dir, state["report_paths"]) for s in config.sinks]
+        _emit("publish", f"published to {len(done)} sink(s)")
+        return {"published": done}
+
+    return {
+        "observe": observe,
+        "knowledge": knowledge,
+        "analyze": (analyze, aanalyze),
+        "tools": tools,
+        "generate": generate,
+        "verify": verify,
+        "report": report,
+        "approve": approve,
+        "publish": publish,
+    }
+
+
+def _ref(data: dict[str, Any]) -> ArtifactRef:
+    return ArtifactRef.model_validate(data)
+
+
+def _parse_analysis(result: UnderstandResult, backend: str) -> ModelAnalysis:
+    """Validate the backend's answer into ModelAnalysis; a typed error with the raw text otherwise."""
+    try:
+        if result.parsed is not None:
+            return ModelAnalysis.model_validate(result.parsed)
+        return ModelAnalysis.model_validate_json(result.text)
+    except ValidationError as exc:
+        raise BackendOutputError(
+            f"the answer does not match the analysis schema: {exc.errors()[0]['msg']} at "
+            f"{'.'.join(str(p) for p in exc.errors()[0]['loc'])}",
+            backend=backend,
+            raw=result.text,
+            hint="use a backend with structured output (response_format json_schema)",
+        ) from None

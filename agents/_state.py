@@ -1,0 +1,76 @@
+"""The OKA agent's state (what is checkpointed) and its per-run context (what is not).
+
+State holds only JSON-serialisable values so every checkpoint is readable, replayable and free of
+pickled objects. The loaded case (pixel arrays and all) travels in :class:`RunContext`, passed at
+invoke time, never into a checkpoint.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict
+
+if TYPE_CHECKING:
+    from okaflow._case import Case
+    from okaflow.tools.reporting import ArtifactStore
+
+__all__ = ["OKAState", "RunContext", "merge_evidence"]
+
+
+def merge_evidence(left: list[dict[str, Any]], right: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Reducer: append evidence rows, keeping the first row for an id (evidence is immutable)."""
+    seen = {row["id"] for row in left}
+    merged = list(left)
+    for row in right:
+        if row["id"] not in seen:
+            seen.add(row["id"])
+            merged.append(row)
+    return merged
+
+
+class OKAState(TypedDict, total=False):
+    """Checkpointed state. Keys are written by the node named in brackets.
+
+    * ``case_id``, ``workflow``, ``task`` — the run's input [caller]
+    * ``evidence`` — the evidence table, ``Evidence`` rows as dicts [observe, knowledge, tools, generate]
+    * ``warnings`` — ingestion and run warnings [every node]
+    * ``model_images`` — renderings shown to the model: evidence id, artifact path/hash, size [observe]
+    * ``step`` — analyze calls made so far [analyze]
+    * ``analyses`` — every analyze answer with its provenance [analyze]
+    * ``pending_tool_calls`` — tool calls the last answer asked for [analyze, tools]
+    * ``tool_log`` — every tool call and its outcome [tools]
+    * ``visual_requests`` — visual outputs the analysis asked for [analyze]
+    * ``generated`` — images produced by the generation tool, with labels and provenance [generate]
+    * ``claims`` — the final claims with their verification flags [verify]
+    * ``report_paths`` — written report files [report]
+    * ``approval`` — the human decision on publishing [approve]
+    * ``published`` — where the report was published [publish]
+    """
+
+    case_id: str
+    workflow: str
+    task: str
+    evidence: Annotated[list[dict[str, Any]], merge_evidence]
+    warnings: Annotated[list[str], operator.add]
+    model_images: list[dict[str, Any]]
+    step: int
+    analyses: Annotated[list[dict[str, Any]], operator.add]
+    pending_tool_calls: list[dict[str, Any]]
+    tool_log: Annotated[list[dict[str, Any]], operator.add]
+    visual_requests: list[dict[str, Any]]
+    generated: Annotated[list[dict[str, Any]], operator.add]
+    claims: list[dict[str, Any]]
+    report_paths: dict[str, str]
+    approval: dict[str, Any]
+    published: Annotated[list[str], operator.add]
+
+
+@dataclass
+class RunContext:
+    """Per-run objects the nodes need but checkpoints must not hold."""
+
+    case: Case
+    run_dir: Path
+    artifacts: ArtifactStore

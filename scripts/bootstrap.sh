@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Create .venv and install okaflow into it. Usage: scripts/bootstrap.sh [EXTRAS]  (default: codecs)
+# Idempotent: re-running only installs what changed. Needs python3 (>= 3.11) with venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-codecs}"
+py="${PYTHON:-python3}"
+if ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "okaflow needs Python >= 3.11 (found: $("$py" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2
+  exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+  "$py" -m venv .venv
+fi
+stamp=".venv/.okaflow-installed-$extras"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip "setuptools>=77" wheel
+  # strict editable mode: mypy sees the mapped folders (see docs/architecture.md)
+  .venv/bin/python -m pip install -q -e ".[$extras]" --config-settings editable_mode=strict
+  touch "$stamp"
+else
+  scripts/dev-sync.sh
+fi

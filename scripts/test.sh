@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: venv + dev extras, Debian Chromium for the browser
+# test, then ruff, mypy (strict) and pytest. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh dev
+if ! command -v chromium >/dev/null 2>&1 && [ -z "${OKAFLOW_CHROMIUM:-}" ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing Debian chromium for the browser tests"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  else
+    echo "the browser tests need Chromium: sudo apt-get install -y --no-install-recommends chromium" >&2
+    exit 1
+  fi
+fi
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy -p okaflow
+.venv/bin/pytest "$@"

@@ -1,0 +1,276 @@
+"""The ``okaflow`` command line.
+
+Exit codes (stable, for scripts and schedulers):
+
+====  =====================================================================
+0     success (``run``: report written; ``inspect``: case loads)
+1     an unexpected okaflow error (AgentError, RunDirectoryError, ...)
+2     usage error (bad arguments)
+3     input error: the case, bundle or an image cannot be used
+4     backend error: the model or generation backend failed
+5     the run is paused, waiting for approval (``okaflow approve``)
+6     configuration error (unknown workflow/backend, missing extra)
+130   interrupted (Ctrl-C)
+====  =====================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from okaflow._errors import BackendError, ConfigurationError, InputError, OkaflowError
+from okaflow._version import __version__
+
+__all__ = ["EXIT_CODES", "main"]
+
+EXIT_CODES = {"ok": 0, "error": 1, "usage": 2, "input": 3, "backend": 4, "awaiting_approval": 5, "config": 6}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="okaflow", description="Agentic clinical workflows over FHIR + images.")
+    p.add_argument("--version", action="version", version=f"okaflow {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a workflow over a case and write an interleaved report")
+    r.add_argument("case", help="case folder, case.json, or FHIR bundle")
+    r.add_argument("--out", help="run directory (default: runs/<case>-<time>-<id>)")
+    r.add_argument("--workflow", help="workflow name or module:attr (default: the case's, else radiology-report)")
+    r.add_argument("--backend", default="evidence-only", help="understanding backend: evidence-only or module:factory")
+    r.add_argument("--task", help="the clinical question/task (overrides case.json)")
+    r.add_argument("--force", action="store_true", help="replace --out if it already holds a run")
+    r.add_argument("--publish-dir", help="after approval, copy the report to this folder")
+    r.add_argument("--yes", action="store_true", help="approve publishing without asking (unattended pipelines)")
+    r.add_argument("--max-steps", type=int, default=6, help="cap on analyze calls (default 6)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--quiet", action="store_true", help="no progress display")
+    r.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    i = sub.add_parser("inspect", help="show what okaflow ingests from a case, with warnings")
+    i.add_argument("case")
+    i.add_argument("--json", action="store_true")
+
+    a = sub.add_parser("approve", help="answer a run waiting for approval")
+    a.add_argument("run_dir")
+    a.add_argument("case", help="the same case the run was started with")
+    decision = a.add_mutually_exclusive_group(required=True)
+    decision.add_argument("--yes", action="store_true")
+    decision.add_argument("--no", action="store_true")
+    a.add_argument("--by", help="who decides (recorded in the run)")
+    a.add_argument("--note")
+    a.add_argument("--publish-dir", required=True, help="the publish folder the run was started with")
+
+    sub.add_parser("workflows", help="list the registered workflows")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    out, err = Console(), Console(stderr=True)
+    try:
+        if args.command == "run":
+            return _run(args, out, err)
+        if args.command == "inspect":
+            return _inspect(args, out)
+        if args.command == "approve":
+            return _approve(args, out, err)
+        return _workflows(out)
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/red]")
+        return 130
+    except InputError as exc:
+        return _fail(err, exc, "input")
+    except BackendError as exc:
+        return _fail(err, exc, "backend")
+    except ConfigurationError as exc:
+        return _fail(err, exc, "config")
+    except OkaflowError as exc:
+        return _fail(err, exc, "error")
+
+
+def _fail(err: Console, exc: OkaflowError, kind: str) -> int:
+    err.print(f"[bold red]error[/bold red] ({type(exc).__name__}): {exc.message}", highlight=False)
+    if exc.hint:
+        err.print(f"[yellow]fix:[/yellow] {exc.hint}", highlight=False)
+    return EXIT_CODES[kind]
+
+
+class _Progress:
+    """Prints one line per agent step with its elapsed time."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.last = time.perf_counter()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        ms = (now - self.last) * 1000
+        self.last = now
+        self.console.print(f"  [green]✓[/green] {event['node']:<9} {ms:7.1f} ms  {event['summary']}", highlight=False)
+
+
+def _sinks(publish_dir: str | None) -> list[Any]:
+    from okaflow.tools.publish import FolderSink
+
+    return [FolderSink(publish_dir)] if publish_dir else []
+
+
+def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from okaflow._run import run
+
+    if args.max_steps < 1:
+        err.print("--max-steps must be at least 1")
+        return EXIT_CODES["usage"]
+    show = not (args.quiet or args.json)
+    if show:
+        out.print(f"[bold]okaflow {__version__}[/bold] running [cyan]{args.case}[/cyan]")
+    result = run(
+        args.case,
+        workflow=args.workflow,
+        backend=args.backend,
+        out=args.out,
+        task=args.task,
+        force=args.force,
+        on_event=_Progress(out) if show else None,
+        sinks=_sinks(args.publish_dir),
+        require_approval=not args.yes,
+        max_steps=args.max_steps,
+        seed=args.seed,
+    )
+    return _report_result(result, args.json, out)
+
+
+def _report_result(result: Any, as_json: bool, out: Console) -> int:
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {
+                    "status": result.status,
+                    "run_dir": str(result.run_dir),
+                    "reports": {k: str(v) for k, v in result.report_paths.items()},
+                    "warnings": result.warnings,
+                    "flagged_claims": len(result.flagged_claims),
+                    "published": result.state.get("published", []),
+                }
+            )
+        )
+    else:
+        for w in result.warnings:
+            out.print(f"  [yellow]warning[/yellow] {w}", highlight=False)
+        for kind, path in result.report_paths.items():
+            out.print(f"  report ({kind}): {path}", highlight=False)
+        for dest in result.state.get("published", []):
+            out.print(f"  published: {dest}", highlight=False)
+        if result.status == "awaiting_approval":
+            out.print(
+                f"[yellow]waiting for approval[/yellow]: okaflow approve {result.run_dir} CASE --yes|--no "
+                "--publish-dir DIR",
+                highlight=False,
+            )
+    return EXIT_CODES["awaiting_approval"] if result.status == "awaiting_approval" else 0
+
+
+def _approve(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from okaflow._run import approve
+
+    result = approve(
+        args.run_dir,
+        args.case,
+        approved=bool(args.yes),
+        by=args.by,
+        note=args.note,
+        sinks=_sinks(args.publish_dir),
+    )
+    return _report_result(result, False, out)
+
+
+def _inspect(args: argparse.Namespace, out: Console) -> int:
+    from okaflow._case import Case
+
+    case = Case.load(args.case)
+    p = case.patient
+    summary: dict[str, Any] = {
+        "case": case.id,
+        "title": case.title,
+        "task": case.task,
+        "workflow": case.workflow,
+        "fhir_version": p.fhir_version,
+        "patient": p.patient.id if p.patient else None,
+        "counts": {
+            "conditions": len(p.conditions),
+            "medications": len(p.medications),
+            "allergies": len(p.allergies),
+            "procedures": len(p.procedures),
+            "encounters": len(p.encounters),
+            "observations": len(p.observations),
+            "imaging_studies": len(p.imaging_studies),
+            "reports": len(p.reports),
+            "evidence_rows": len(case.evidence()),
+        },
+        "images": [
+            {
+                "id": i.id,
+                "role": case.roles.get(i.id),
+                "modality": i.modality.value,
+                "modality_source": i.modality_source,
+                "size": f"{i.columns}x{i.rows}",
+                "frames": i.frames,
+                "study_uid": i.study_uid,
+                "study_date": i.study_date,
+            }
+            for i in case.images
+        ],
+        "warnings": case.warnings,
+    }
+    if args.json:
+        out.print_json(json.dumps(summary))
+        return 0
+    out.print(f"[bold]{case.id}[/bold] {case.title or ''}  (FHIR {p.fhir_version}, patient {summary['patient']})")
+    if case.task:
+        out.print(f"task: {case.task}", highlight=False)
+    counts = Table(title="Record", show_header=True)
+    for key in summary["counts"]:
+        counts.add_column(key.replace("_", " "))
+    counts.add_row(*(str(v) for v in summary["counts"].values()))
+    out.print(counts)
+    images = Table(title="Images")
+    for col in ("id", "role", "modality", "from", "size", "frames", "study date"):
+        images.add_column(col)
+    for i in summary["images"]:
+        images.add_row(
+            i["id"],
+            i["role"] or "",
+            i["modality"],
+            i["modality_source"],
+            i["size"],
+            str(i["frames"]),
+            i["study_date"] or "",
+        )
+    out.print(images)
+    for w in case.warnings:
+        out.print(f"[yellow]warning[/yellow] {w}", highlight=False)
+    return 0
+
+
+def _workflows(out: Console) -> int:
+    from okaflow.workflows import list_workflows
+
+    table = Table(title="Workflows")
+    table.add_column("name")
+    table.add_column("sections")
+    table.add_column("description")
+    for wf in list_workflows():
+        table.add_row(wf.name, ", ".join(wf.sections), wf.description)
+    out.print(table)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

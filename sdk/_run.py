@@ -1,0 +1,333 @@
+"""Run a workflow over a case, sync or async, into a run directory.
+
+A run directory holds ``run.json`` (what was run, on what inputs), ``checkpoints.sqlite`` (LangGraph
+checkpoints), ``events.jsonl`` (progress events), ``artifacts/`` (images by content hash),
+``evidence.json`` and ``report.{json,md,html}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import shutil
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from okaflow._case import Case
+from okaflow._constants import DEFAULT_MAX_STEPS, DEFAULT_RUNS_DIR, ENV_RUNS_DIR
+from okaflow._errors import ConfigurationError, RunDirectoryError
+from okaflow._types import utc_now
+from okaflow._version import __version__
+from okaflow.model_backend import EvidenceOnlyAnalyst, UnderstandingBackend
+from okaflow.tools.reporting import Report
+from okaflow.workflows import Workflow, get_workflow
+
+__all__ = ["RunResult", "approve", "arun", "resolve_backend", "run"]
+
+EventHandler = Callable[[dict[str, Any]], None]
+RUN_MANIFEST = "run.json"
+
+
+@dataclass
+class RunResult:
+    """The outcome of :func:`run`: where it went, and the report if one was written."""
+
+    run_dir: Path
+    status: Literal["completed", "awaiting_approval"]
+    thread_id: str
+    report_paths: dict[str, Path] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def report(self) -> Report:
+        """The report, read back from ``report.json``."""
+        path = self.report_paths.get("json")
+        if path is None:
+            raise RunDirectoryError(f"run {self.run_dir} has no report yet (status {self.status})")
+        return Report.model_validate_json(path.read_text(encoding="utf-8"))
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.state.get("warnings", []))
+
+    @property
+    def flagged_claims(self) -> list[dict[str, Any]]:
+        return [c for c in self.state.get("claims", []) if c.get("flags")]
+
+
+def resolve_backend(spec: str | UnderstandingBackend | None) -> UnderstandingBackend:
+    """A backend from a name (``evidence-only``), ``module:factory``, or an instance."""
+    if spec is None or spec == "evidence-only":
+        return EvidenceOnlyAnalyst()
+    if not isinstance(spec, str):
+        return spec
+    if ":" in spec:
+        module_name, _, attr = spec.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigurationError(f"cannot load backend {spec!r}: {exc}") from None
+        return factory() if callable(factory) and not hasattr(factory, "understand") else factory  # type: ignore[no-any-return]
+    raise ConfigurationError(f"unknown backend {spec!r}", hint="use 'evidence-only' or 'package.module:factory'")
+
+
+def _new_run_dir(case: Case, out: str | Path | None, force: bool) -> Path:
+    if out is None:
+        import os
+
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        out = Path(os.environ.get(ENV_RUNS_DIR, DEFAULT_RUNS_DIR)) / f"{case.id}-{stamp}-{uuid.uuid4().hex[:6]}"
+    run_dir = Path(out)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not (run_dir / RUN_MANIFEST).exists():
+            raise RunDirectoryError(
+                f"{run_dir} exists and is not an okaflow run directory", hint="choose another --out"
+            )
+        if not force:
+            raise RunDirectoryError(
+                f"{run_dir} already holds a run",
+                hint="choose another --out, or pass force=True (--force) to replace it",
+            )
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _write_manifest(
+    run_dir: Path,
+    case: Case,
+    wf: Workflow,
+    backend: UnderstandingBackend,
+    thread_id: str,
+    settings: dict[str, Any],
+) -> None:
+    manifest = {
+        "okaflow_version": __version__,
+        "created": utc_now(),
+        "thread_id": thread_id,
+        "case": {
+            "id": case.id,
+            "source": str(case.source) if case.source else None,
+            "inputs": case.input_hashes(),
+        },
+        "workflow": wf.name,
+        "backend": {"name": backend.name, "model_id": backend.model_id, "is_model": backend.is_model},
+        "settings": settings,
+    }
+    (run_dir / RUN_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def _prepare(case: Case | str | Path, workflow: Workflow | str | None, task: str | None) -> tuple[Case, Workflow]:
+    loaded = case if isinstance(case, Case) else Case.load(case)
+    if task:
+        loaded.task = task
+    return loaded, get_workflow(workflow or loaded.workflow or "radiology-report")
+
+
+def _event_sink(run_dir: Path, on_event: EventHandler | None) -> EventHandler:
+    log = run_dir / "events.jsonl"
+
+    def handle(event: dict[str, Any]) -> None:
+        event = {"at": utc_now(), **event}
+        with log.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(event, sort_keys=True, default=str) + "\n")
+        if on_event is not None:
+            on_event(event)
+
+    return handle
+
+
+def _result(run_dir: Path, thread_id: str, snapshot: Any) -> RunResult:
+    values = dict(snapshot.values)
+    status: Literal["completed", "awaiting_approval"] = "awaiting_approval" if snapshot.next else "completed"
+    paths = {k: Path(v) for k, v in values.get("report_paths", {}).items()}
+    return RunResult(run_dir=run_dir, status=status, thread_id=thread_id, report_paths=paths, state=values)
+
+
+@contextlib.contextmanager
+def _sqlite_saver(run_dir: Path) -> Iterator[Any]:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    conn = sqlite3.connect(run_dir / "checkpoints.sqlite", check_same_thread=False)
+    try:
+        yield SqliteSaver(conn)
+    finally:
+        conn.close()
+
+
+@contextlib.asynccontextmanager
+async def _async_sqlite_saver(run_dir: Path) -> AsyncIterator[Any]:
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    async with AsyncSqliteSaver.from_conn_string(str(run_dir / "checkpoints.sqlite")) as saver:
+        yield saver
+
+
+def _agent(
+    case: Case, wf: Workflow, backend: UnderstandingBackend, saver: Any, run_dir: Path, kwargs: dict[str, Any]
+) -> tuple[Any, Any]:
+    from okaflow.agents import RunContext, create_oka_agent
+    from okaflow.tools.reporting import ArtifactStore
+
+    graph = create_oka_agent(backend, kwargs.pop("tools", None), workflow=wf, checkpointer=saver, **kwargs)
+    return graph, RunContext(case=case, run_dir=run_dir, artifacts=ArtifactStore(run_dir))
+
+
+def _start(
+    case: Case | str | Path,
+    workflow: Workflow | str | None,
+    backend: UnderstandingBackend | str | None,
+    out: str | Path | None,
+    task: str | None,
+    force: bool,
+    on_event: EventHandler | None,
+    sinks: Sequence[Any],
+    require_approval: bool,
+    max_steps: int,
+    seed: int | None,
+) -> tuple[Case, Workflow, UnderstandingBackend, Path, str, EventHandler]:
+    """Load the case, pick workflow and backend, create the run directory and its manifest."""
+    loaded, wf = _prepare(case, workflow, task)
+    chosen = resolve_backend(backend)
+    run_dir = _new_run_dir(loaded, out, force)
+    thread_id = uuid.uuid4().hex
+    settings = {
+        "max_steps": max_steps,
+        "seed": seed,
+        "sinks": [s.describe() for s in sinks],
+        "require_approval": require_approval,
+    }
+    _write_manifest(run_dir, loaded, wf, chosen, thread_id, settings)
+    return loaded, wf, chosen, run_dir, thread_id, _event_sink(run_dir, on_event)
+
+
+def run(
+    case: Case | str | Path,
+    *,
+    workflow: Workflow | str | None = None,
+    backend: UnderstandingBackend | str | None = None,
+    out: str | Path | None = None,
+    task: str | None = None,
+    force: bool = False,
+    on_event: EventHandler | None = None,
+    sinks: Sequence[Any] = (),
+    require_approval: bool = True,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    seed: int | None = 0,
+    **agent_options: Any,
+) -> RunResult:
+    """Run a workflow over a case and write the report into a new run directory.
+
+    Args:
+        case: A :class:`Case`, or a path to a case folder, ``case.json`` or a bundle.
+        workflow: A workflow or its name; defaults to the case's own, then ``radiology-report``.
+        backend: An understanding backend or a spec; ``None`` is the evidence-only analyst.
+        out: The run directory (default ``runs/<case>-<time>-<id>``, or under ``$OKAFLOW_RUNS_DIR``).
+        task: Overrides the case's task/question.
+        force: Replace ``out`` if it already holds a run.
+        on_event: Called with each progress event (``{"node", "summary", ...}``).
+        sinks: Report sinks written after approval (see :mod:`okaflow.tools.publish`).
+        require_approval: With sinks, pause for a human decision; resume with :func:`approve`.
+        max_steps: Cap on analyze calls. seed: Passed to backend and generator.
+        **agent_options: Passed to :func:`okaflow.agents.create_oka_agent` (``generator``, ``knowledge``, ``tools``).
+    """
+    loaded, wf, chosen, run_dir, thread_id, emit = _start(
+        case, workflow, backend, out, task, force, on_event, sinks, require_approval, max_steps, seed
+    )
+    options = dict(agent_options, sinks=sinks, require_approval=require_approval, max_steps=max_steps, seed=seed)
+    with _sqlite_saver(run_dir) as saver:
+        graph, ctx = _agent(loaded, wf, chosen, saver, run_dir, options)
+        config = {"configurable": {"thread_id": thread_id}}
+        for mode, chunk in graph.stream(
+            {"case_id": loaded.id, "workflow": wf.name, "task": loaded.task or ""},
+            config,
+            context=ctx,
+            stream_mode=["custom", "updates"],
+        ):
+            if mode == "custom":
+                emit(chunk)
+        return _result(run_dir, thread_id, graph.get_state(config))
+
+
+async def arun(
+    case: Case | str | Path,
+    *,
+    workflow: Workflow | str | None = None,
+    backend: UnderstandingBackend | str | None = None,
+    out: str | Path | None = None,
+    task: str | None = None,
+    force: bool = False,
+    on_event: EventHandler | None = None,
+    sinks: Sequence[Any] = (),
+    require_approval: bool = True,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    seed: int | None = 0,
+    **agent_options: Any,
+) -> RunResult:
+    """The async twin of :func:`run`: same arguments, the backend called with ``aunderstand``."""
+    loaded, wf, chosen, run_dir, thread_id, emit = _start(
+        case, workflow, backend, out, task, force, on_event, sinks, require_approval, max_steps, seed
+    )
+    options = dict(agent_options, sinks=sinks, require_approval=require_approval, max_steps=max_steps, seed=seed)
+    async with _async_sqlite_saver(run_dir) as saver:
+        graph, ctx = _agent(loaded, wf, chosen, saver, run_dir, options)
+        config = {"configurable": {"thread_id": thread_id}}
+        async for mode, chunk in graph.astream(
+            {"case_id": loaded.id, "workflow": wf.name, "task": loaded.task or ""},
+            config,
+            context=ctx,
+            stream_mode=["custom", "updates"],
+        ):
+            if mode == "custom":
+                emit(chunk)
+        return _result(run_dir, thread_id, await graph.aget_state(config))
+
+
+def approve(
+    run_dir: str | Path,
+    case: Case | str | Path,
+    *,
+    approved: bool,
+    by: str | None = None,
+    note: str | None = None,
+    workflow: Workflow | str | None = None,
+    backend: UnderstandingBackend | str | None = None,
+    sinks: Sequence[Any] = (),
+    on_event: EventHandler | None = None,
+    **agent_options: Any,
+) -> RunResult:
+    """Answer a run paused at the approval gate, and let it publish (or not).
+
+    Pass the same case, workflow, backend and sinks the run was started with.
+    """
+    from langgraph.types import Command
+
+    path = Path(run_dir)
+    manifest_path = path / RUN_MANIFEST
+    if not manifest_path.exists():
+        raise RunDirectoryError(f"{path} is not an okaflow run directory (no {RUN_MANIFEST})")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    loaded, wf = _prepare(case, workflow or manifest["workflow"], None)
+    chosen = resolve_backend(backend)
+    emit = _event_sink(path, on_event)
+    options = dict(agent_options, sinks=sinks, require_approval=True)
+    with _sqlite_saver(path) as saver:
+        graph, ctx = _agent(loaded, wf, chosen, saver, path, options)
+        config = {"configurable": {"thread_id": manifest["thread_id"]}}
+        if not graph.get_state(config).next:
+            raise RunDirectoryError(f"run {path} is not waiting for approval")
+        for mode, chunk in graph.stream(
+            Command(resume={"approved": approved, "by": by, "note": note}),
+            config,
+            context=ctx,
+            stream_mode=["custom", "updates"],
+        ):
+            if mode == "custom":
+                emit(chunk)
+        return _result(path, manifest["thread_id"], graph.get_state(config))

@@ -1,0 +1,171 @@
+"""The OKA graph: topology snapshot and behaviour with deterministic backends."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.types import Command
+
+from okaflow import BackendOutputError, Case, ConfigurationError, arun, run
+from okaflow.agents import RunContext, create_oka_agent
+from okaflow.tools.publish import FolderSink
+from okaflow.tools.reporting import ArtifactStore, Report
+
+from .conftest import ScriptedBackend
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+
+
+@pytest.mark.parametrize(("name", "sinks"), [("oka_graph", False), ("oka_graph_with_approval", True)])
+def test_topology_matches_snapshot(name: str, sinks: bool, tmp_path: Path) -> None:
+    with SqliteSaver.from_conn_string(str(tmp_path / "c.sqlite")) as saver:
+        graph = create_oka_agent(checkpointer=saver, sinks=[FolderSink(tmp_path / "pub")] if sinks else [])
+        mermaid = graph.get_graph().draw_mermaid()
+    snapshot = SNAPSHOTS / f"{name}.mmd"
+    assert mermaid == snapshot.read_text(encoding="utf-8"), "graph topology changed: update the snapshot if intended"
+
+
+def test_evidence_only_run_loops_through_tools_and_cites_only_existing_evidence(
+    ct_pair_case: Case, tmp_path: Path
+) -> None:
+    result = run(ct_pair_case, workflow="longitudinal-comparison", out=tmp_path / "run")
+    state = result.state
+    assert result.status == "completed"
+    tools_called = {t["tool"] for t in state["tool_log"]}
+    assert {"measure_image", "compare_images", "observation_trend"} <= tools_called
+    assert all("error" not in t for t in state["tool_log"])
+    assert state["step"] == 2  # one call asking for tools, one writing claims
+    ids = {row["id"] for row in state["evidence"]}
+    claims = state["claims"]
+    assert claims, "the analyst wrote nothing"
+    assert all(c["cites"] and set(c["cites"]) <= ids for c in claims)
+    assert not result.flagged_claims, [c["flags"] for c in result.flagged_claims]
+    assert all(c["kind"] != "image_finding" for c in claims)
+    sections = {c["section"] for c in claims}
+    assert {"findings", "comparison"} <= sections
+    report = result.report
+    assert not report.model_configured
+    assert report.backend == "evidence-only"
+    # Interleaving: the comparison image follows the current image it derives from.
+    kinds = [b.type for b in report.blocks]
+    first_image = kinds.index("image")
+    assert "generated_image" in kinds[first_image:]
+    generated = [b for b in report.blocks if b.type == "generated_image"]
+    assert {g.task for g in generated} >= {"comparison", "window"}
+    assert all(g.label.startswith("DERIVED") and not g.ai_generated for g in generated)
+    for name in ("report.json", "report.md", "report.html", "evidence.json", "run.json", "events.jsonl"):
+        assert (result.run_dir / name).is_file(), name
+    events = [json.loads(line) for line in (result.run_dir / "events.jsonl").read_text().splitlines()]
+    assert [e["node"] for e in events][:3] == ["observe", "knowledge", "analyze"]
+
+
+def test_verify_flags_unsupported_claims_without_dropping_them(ct_pair_case: Case, tmp_path: Path) -> None:
+    reply = {
+        "claims": [
+            {
+                "section": "findings",
+                "kind": "fact",
+                "text": "Creatinine 1.6 mg/dL.",
+                "cites": ["Observation/cr-3"],
+            },
+            {
+                "section": "findings",
+                "kind": "fact",
+                "text": "Creatinine 2.9 mg/dL.",
+                "cites": ["Observation/cr-3"],
+            },
+            {
+                "section": "findings",
+                "kind": "fact",
+                "text": "Haemoglobin is low.",
+                "cites": ["Observation/cr-3"],
+            },
+            {
+                "section": "findings",
+                "kind": "image_finding",
+                "text": "A nodule.",
+                "cites": ["Observation/nope"],
+            },
+            {"section": "impression", "kind": "assessment", "text": "Stable disease.", "cites": []},
+        ],
+        "done": True,
+    }
+    backend = ScriptedBackend([reply])
+    result = run(ct_pair_case, backend=backend, out=tmp_path / "run", generator=None)
+    flags = [[f["code"] for f in c["flags"]] for c in result.state["claims"]]
+    assert flags == [[], ["not-supported"], ["not-supported"], ["unknown-citation"], ["no-citation"]]
+    report = result.report
+    assert report.model_configured
+    texts = [b for b in report.blocks if b.type == "text" and b.author == "model"]
+    assert len(texts) == 5 and all(t.provenance and t.provenance.model_id == "scripted-1" for t in texts)
+    # The model saw both images as PNG data and the schema.
+    req = backend.requests[0]
+    assert len(req.images) == 2 and req.images[0].png.startswith(b"\x89PNG")
+    assert req.response_schema and "claims" in req.response_schema["properties"]
+
+
+def test_step_cap_stops_a_model_that_only_calls_tools(ct_pair_case: Case, tmp_path: Path) -> None:
+    always_tools = {
+        "tool_calls": [{"tool": "measure_image", "arguments": {"image_id": "Image/missing"}}],
+        "done": False,
+    }
+    backend = ScriptedBackend([always_tools])
+    result = run(ct_pair_case, backend=backend, out=tmp_path / "run", max_steps=3, generator=None)
+    assert len(backend.requests) == 3
+    assert backend.requests[-1].context["available_tools"] == []
+    assert any("step cap 3" in w for w in result.warnings)
+    errors = [t["error"] for t in result.state["tool_log"]]
+    assert len(errors) == 2 and all("no image 'Image/missing'" in e for e in errors)
+    # The model is told about its failed tool call on the next step.
+    assert "no image 'Image/missing'" in backend.requests[1].messages[-1].content
+
+
+def test_unknown_tool_is_reported_back_not_run(ct_pair_case: Case, tmp_path: Path) -> None:
+    backend = ScriptedBackend([{"tool_calls": [{"tool": "rm_rf", "arguments": {}}], "done": False}, {"claims": []}])
+    result = run(ct_pair_case, backend=backend, out=tmp_path / "run", generator=None)
+    assert result.state["tool_log"][0]["error"].startswith("no tool named 'rm_rf'")
+
+
+def test_reply_that_fails_the_schema_is_a_typed_error_with_the_raw_text(ct_pair_case: Case, tmp_path: Path) -> None:
+    backend = ScriptedBackend(['{"claims": [{"section": "nonsense"}]}'])
+    with pytest.raises(BackendOutputError) as info:
+        run(ct_pair_case, backend=backend, out=tmp_path / "run")
+    assert info.value.raw == '{"claims": [{"section": "nonsense"}]}'
+    assert "scripted" in str(info.value)
+
+
+def test_approval_gate_pauses_then_publishes_only_when_approved(ct_pair_case: Case, tmp_path: Path) -> None:
+    pub = tmp_path / "published"
+    for approved in (False, True):
+        with SqliteSaver(sqlite3.connect(tmp_path / f"c{approved}.sqlite", check_same_thread=False)) as saver:
+            graph = create_oka_agent(checkpointer=saver, sinks=[FolderSink(pub)], generator=None)
+            run_dir = tmp_path / f"run-{approved}"
+            ctx = RunContext(case=ct_pair_case, run_dir=run_dir, artifacts=ArtifactStore(run_dir))
+            config = {"configurable": {"thread_id": "t"}}
+            graph.invoke({"case_id": "x", "workflow": "radiology-report", "task": ""}, config, context=ctx)
+            snap = graph.get_state(config)
+            assert snap.next == ("approve",)
+            assert (run_dir / "report.html").exists() and not (pub / run_dir.name).exists()
+            final = graph.invoke(Command(resume={"approved": approved, "by": "dr test"}), config, context=ctx)
+            assert final["approval"]["by"] == "dr test"
+            assert (pub / run_dir.name / "report.html").exists() is approved
+            assert bool(final.get("published")) is approved
+
+
+def test_approval_without_checkpointer_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="checkpointer"):
+        create_oka_agent(sinks=[FolderSink("x")])
+
+
+def test_async_run_matches_sync_run(ct_pair_case: Case, tmp_path: Path) -> None:
+    sync = run(ct_pair_case, out=tmp_path / "sync")
+    asyn = asyncio.run(arun(ct_pair_case, out=tmp_path / "async"))
+    assert asyn.status == "completed"
+    assert [c["text"] for c in asyn.state["claims"]] == [c["text"] for c in sync.state["claims"]]
+    a, s = Report.model_validate_json(asyn.report_paths["json"].read_text()), sync.report
+    assert [b.type for b in a.blocks] == [b.type for b in s.blocks]

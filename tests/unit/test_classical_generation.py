@@ -1,0 +1,51 @@
+"""The classical generator: labelled outputs, honest refusals, clear errors."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from pydicom.data import get_testdata_file
+
+from okaflow import ConfigurationError
+from okaflow.tools.generation import ClassicalGenerator, GenerationRequest
+from okaflow.tools.imaging import load_image, render_frame
+
+
+@pytest.fixture(scope="module")
+def images() -> dict[str, object]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ct, mr = get_testdata_file("CT_small.dcm"), get_testdata_file("MR_small.dcm")
+    a, b = load_image(str(ct)), load_image(str(mr))
+    return {a.id: a, b.id: b}
+
+
+def test_super_resolution_upscales_and_labels(images: dict[str, object]) -> None:
+    ct_id = next(iter(images))
+    res = ClassicalGenerator().generate(
+        GenerationRequest(task="super_resolution", sources=[ct_id], params={"scale": 4}), images
+    )  # type: ignore[arg-type]
+    src = render_frame(images[ct_id])  # type: ignore[arg-type]
+    out = res.images[0]
+    assert out.width >= src.width * 4 and res.label.startswith("DERIVED") and not res.ai_generated
+    assert res.derived_from == [ct_id] and res.params_used == {"scale": 4, "method": "lanczos"}
+    # The label is burnt into the pixels: a dark band with light text across the top.
+    band = np.asarray(out.convert("L"))[: out.height // 20]
+    assert band.min() < 40 and band.max() > 215
+
+
+def test_generative_task_is_unavailable_not_imitated(images: dict[str, object]) -> None:
+    res = ClassicalGenerator().generate(GenerationRequest(task="virtual_staining", sources=[]), images)  # type: ignore[arg-type]
+    assert res.images == [] and res.unavailable and "generative model" in res.unavailable
+
+
+def test_bad_requests_are_clear_errors(images: dict[str, object]) -> None:
+    gen = ClassicalGenerator()
+    with pytest.raises(ConfigurationError, match="unknown source images"):
+        gen.generate(GenerationRequest(task="window", sources=["Image/nope"]), images)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="scale 7"):
+        gen.generate(GenerationRequest(task="super_resolution", sources=list(images)[:1], params={"scale": 7}), images)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="exactly two"):
+        gen.generate(GenerationRequest(task="comparison", sources=list(images)[:1]), images)  # type: ignore[arg-type]

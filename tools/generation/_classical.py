@@ -1,0 +1,155 @@
+"""The classical generation default: honest image operations that need no model.
+
+* ``window`` — renderings of a source image under named display windows (CT presets);
+* ``super_resolution`` — Lanczos upscaling (interpolation, not new detail — the label says DERIVED);
+* ``comparison`` — a side-by-side of a prior and a current image under the same window.
+
+Generative tasks (text-to-image, virtual staining, modality translation, counterfactuals) have no
+classical analogue: they return a result with ``unavailable`` set rather than an imitation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont
+
+from okaflow._constants import DERIVED_LABEL, GENERATION_MAX_SIDE
+from okaflow._errors import ConfigurationError
+from okaflow.tools.generation._protocol import GenerationRequest, GenerationResult
+from okaflow.tools.imaging import CT_WINDOW_PRESETS, MedicalImage, render_frame
+from okaflow.tools.reporting import stamp_label
+
+__all__ = ["GENERATIVE_TASKS", "ClassicalGenerator"]
+
+GENERATIVE_TASKS = frozenset(
+    {"text_to_image", "virtual_staining", "modality_translation", "counterfactual", "reconstruction"}
+)
+_CLASSICAL_TASKS = frozenset({"window", "super_resolution", "comparison"})
+
+
+class ClassicalGenerator:
+    """Windowed renderings, Lanczos super-resolution and comparisons; labelled DERIVED."""
+
+    name = "classical"
+    model_id = None
+
+    def supports(self, task: str) -> bool:
+        return task in _CLASSICAL_TASKS or task in GENERATIVE_TASKS
+
+    def generate(self, request: GenerationRequest, images: Mapping[str, MedicalImage]) -> GenerationResult:
+        started = time.perf_counter()
+        missing = [s for s in request.sources if s not in images]
+        if missing:
+            raise ConfigurationError(
+                f"generation task {request.task!r} names unknown source images {missing}",
+                hint=f"use ids from the case: {sorted(images)}",
+            )
+        sources = [images[s] for s in request.sources]
+        if request.task in GENERATIVE_TASKS:
+            return self._result(
+                request,
+                [],
+                [],
+                {},
+                started,
+                unavailable=f"{request.task!r} needs a generative model; none is configured",
+            )
+        if request.task == "window":
+            out, captions, used = _windows(sources, request.params)
+        elif request.task == "super_resolution":
+            out, captions, used = _super_resolution(sources, request.params)
+        elif request.task == "comparison":
+            out, captions, used = _comparison(sources, request.params)
+        else:
+            raise ConfigurationError(
+                f"the classical generator has no task {request.task!r}",
+                hint=f"choose one of {sorted(_CLASSICAL_TASKS | GENERATIVE_TASKS)}",
+            )
+        return self._result(request, [stamp_label(i, DERIVED_LABEL) for i in out], captions, used, started)
+
+    def _result(
+        self,
+        request: GenerationRequest,
+        out: list[Image.Image],
+        captions: list[str],
+        used: dict[str, Any],
+        started: float,
+        *,
+        unavailable: str | None = None,
+    ) -> GenerationResult:
+        return GenerationResult(
+            task=request.task,
+            images=out,
+            captions=captions,
+            label=DERIVED_LABEL,
+            backend=self.name,
+            model_id=None,
+            ai_generated=False,
+            derived_from=list(request.sources),
+            params_used=used,
+            seed=None,
+            elapsed_s=round(time.perf_counter() - started, 6),
+            unavailable=unavailable,
+        )
+
+
+def _windows(
+    sources: list[MedicalImage], params: dict[str, Any]
+) -> tuple[list[Image.Image], list[str], dict[str, Any]]:
+    names = list(params.get("windows") or ["lung", "mediastinum", "bone"])
+    unknown = [n for n in names if n not in CT_WINDOW_PRESETS]
+    if unknown:
+        raise ConfigurationError(f"unknown window presets {unknown}", hint=f"choose from {sorted(CT_WINDOW_PRESETS)}")
+    out, captions = [], []
+    for img in sources:
+        for n in names:
+            w = CT_WINDOW_PRESETS[n]
+            out.append(render_frame(img, frame="middle", window=w))
+            captions.append(f"{img.id} in the {n} window (centre {w.center:g}, width {w.width:g} HU)")
+    return out, captions, {"windows": names}
+
+
+def _super_resolution(
+    sources: list[MedicalImage], params: dict[str, Any]
+) -> tuple[list[Image.Image], list[str], dict[str, Any]]:
+    scale = int(params.get("scale", 2))
+    if scale not in (2, 3, 4):
+        raise ConfigurationError(f"super-resolution scale {scale} is not supported", hint="use 2, 3 or 4")
+    out, captions = [], []
+    for img in sources:
+        base = render_frame(img, frame="middle")
+        effective = max(1, min(scale, GENERATION_MAX_SIDE // max(base.size)))
+        size = (base.width * effective, base.height * effective)
+        out.append(base.resize(size, Image.Resampling.LANCZOS))
+        captions.append(
+            f"{img.id} upscaled {effective}× by Lanczos interpolation "
+            f"({base.width}×{base.height} → {size[0]}×{size[1]} px)"
+        )
+    return out, captions, {"scale": scale, "method": "lanczos"}
+
+
+def _comparison(
+    sources: list[MedicalImage], params: dict[str, Any]
+) -> tuple[list[Image.Image], list[str], dict[str, Any]]:
+    if len(sources) != 2:
+        raise ConfigurationError("a comparison needs exactly two source images: prior then current")
+    prior, current = sources
+    window = params.get("window")
+    win = CT_WINDOW_PRESETS.get(window) if isinstance(window, str) else None
+    tiles = [render_frame(i, frame="middle", window=win).convert("RGB") for i in (prior, current)]
+    height = max(t.height for t in tiles)
+    tiles = [t.resize((max(1, t.width * height // t.height), height), Image.Resampling.LANCZOS) for t in tiles]
+    gap, caption_h = 8, 22
+    canvas = Image.new("RGB", (sum(t.width for t in tiles) + gap, height + caption_h), "black")
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=14)
+    x = 0
+    for tag, img, tile in (("PRIOR", prior, tiles[0]), ("CURRENT", current, tiles[1])):
+        canvas.paste(tile, (x, caption_h))
+        draw.text((x + 4, 3), f"{tag} {img.study_date or ''}".strip(), fill="white", font=font)
+        x += tile.width + gap
+    caption = f"Prior {prior.id} beside current {current.id}, same display window"
+    return [canvas], [caption], {"window": window}

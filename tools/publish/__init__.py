@@ -1,0 +1,5 @@
+"""Report sinks: destinations outside the run directory, written only after approval."""
+
+from okaflow.tools.publish._sinks import FolderSink, ReportSink
+
+__all__ = ["FolderSink", "ReportSink"]

@@ -1,0 +1,190 @@
+"""Content-addressed storage for the images and files a report refers to.
+
+Every artifact is a file named ``<sha256>.<suffix>`` under ``<base_dir>/<subdir>``. The name *is* the
+content, so storing the same image twice is free, a run can be replayed and compared byte for byte,
+and a file that no longer matches its name is detectably corrupt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import tempfile
+from pathlib import Path, PurePosixPath
+
+from PIL import Image
+
+from okaflow._errors import RunDirectoryError
+from okaflow.tools.reporting._model import ArtifactRef
+
+__all__ = ["ArtifactStore", "png_bytes"]
+
+# Modes PNG stores natively. Anything else is converted (palette, bilevel, CMYK) or refused
+# (32-bit int/float: those need a display window first, which is the imaging tools' job).
+_PNG_MODES = {"L", "LA", "RGB", "RGBA", "I;16"}
+_SUFFIX = re.compile(r"^[a-z0-9]{1,10}$")
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    """Encode an image as deterministic PNG bytes.
+
+    The pixels are copied into a fresh image first, so nothing from ``img.info`` (ICC profile, EXIF,
+    text chunks, gamma, timestamps) reaches the file: equal pixels always give equal bytes.
+
+    Args:
+        img: Any 8-bit image, or a 16-bit greyscale (``I;16``) one.
+
+    Returns:
+        The PNG file content.
+
+    Raises:
+        ValueError: ``img`` is a 32-bit integer or float image, which has no faithful PNG form.
+    """
+    if img.mode in {"I", "F"}:
+        raise ValueError(
+            f"cannot store a mode {img.mode!r} image as PNG without choosing a display window; "
+            "window it to 8 bits first (e.g. with okaflow.tools.imaging)"
+        )
+    if img.mode not in _PNG_MODES:
+        has_alpha = img.mode in {"PA", "RGBa", "La"} or "transparency" in img.info
+        img = img.convert("RGBA" if has_alpha else ("L" if img.mode == "1" else "RGB"))
+    clean = Image.frombytes(img.mode, img.size, img.tobytes())
+    buf = io.BytesIO()
+    # Fixed settings: the same zlib gives the same bytes; optimize=True would search and is slower.
+    clean.save(buf, format="PNG", compress_level=6, optimize=False)
+    return buf.getvalue()
+
+
+class ArtifactStore:
+    """Stores report artifacts by content hash below a base directory.
+
+    Refs hold POSIX paths relative to ``base_dir`` (``artifacts/<sha256>.png``), so a run directory can
+    be moved or zipped and its report still resolves.
+
+    Args:
+        base_dir: The report's base directory (usually the run directory).
+        subdir: Folder under ``base_dir`` that holds the artifact files.
+
+    Example:
+        >>> store = ArtifactStore(run_dir)  # doctest: +SKIP
+        >>> ref = store.put_image(img)  # doctest: +SKIP
+        >>> ref.path  # doctest: +SKIP
+        'artifacts/3f2a…c9.png'
+    """
+
+    def __init__(self, base_dir: Path, subdir: str = "artifacts") -> None:
+        sub = PurePosixPath(subdir)
+        if sub.is_absolute() or ".." in sub.parts or not sub.parts:
+            raise ValueError(f"subdir must be a relative folder name inside base_dir, got {subdir!r}")
+        self.base_dir = Path(base_dir)
+        self.subdir = sub.as_posix()
+
+    def put_image(self, img: Image.Image) -> ArtifactRef:
+        """Store an image as PNG and return its ref (with width and height).
+
+        Args:
+            img: The image; see :func:`png_bytes` for the modes accepted.
+
+        Returns:
+            The ref of ``<sha256>.png``; the same pixels always give the same ref.
+        """
+        ref = self.put_bytes(png_bytes(img), media_type="image/png", suffix="png")
+        return ref.model_copy(update={"width": img.width, "height": img.height})
+
+    def put_bytes(self, data: bytes, media_type: str, suffix: str) -> ArtifactRef:
+        """Store arbitrary bytes under their hash.
+
+        Args:
+            data: The file content.
+            media_type: Its MIME type, kept in the ref (e.g. ``"application/dicom"``).
+            suffix: File name extension without or with the dot (``"dcm"``, ``".json"``).
+
+        Returns:
+            The ref; storing the same bytes again returns an equal ref and writes nothing.
+
+        Raises:
+            ValueError: ``suffix`` is not 1-10 lowercase letters or digits.
+            RunDirectoryError: A file of that name exists with other content (a corrupt store).
+        """
+        suffix = suffix.removeprefix(".")
+        if not _SUFFIX.match(suffix):
+            raise ValueError(f"artifact suffix must be 1-10 lowercase letters or digits, got {suffix!r}")
+        digest = hashlib.sha256(data).hexdigest()
+        rel = f"{self.subdir}/{digest}.{suffix}"
+        target = self.base_dir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            _write_new(target, data)
+        # Whether we wrote it or found it, the file must hold exactly these bytes.
+        if target.read_bytes() != data:
+            raise RunDirectoryError(
+                f"artifact {target} exists with content that does not match its name; "
+                "the run directory is corrupt — delete that file and run again"
+            )
+        return ArtifactRef(path=rel, sha256=digest, media_type=media_type)
+
+    def path(self, ref: ArtifactRef) -> Path:
+        """The file a ref points at, refusing refs that leave ``base_dir``.
+
+        Raises:
+            RunDirectoryError: The ref's path is absolute or climbs out of ``base_dir`` (a ref read
+                from an untrusted report must not make us read ``/etc/passwd``).
+        """
+        return resolve_ref(self.base_dir, ref)
+
+    def open(self, ref: ArtifactRef) -> bytes:
+        """Read an artifact's bytes and check them against the ref's hash.
+
+        Raises:
+            RunDirectoryError: The file is missing, outside ``base_dir``, or its hash differs.
+        """
+        return read_ref(self.base_dir, ref)
+
+
+def resolve_ref(base_dir: Path, ref: ArtifactRef) -> Path:
+    """``base_dir / ref.path``, refusing paths that are absolute or escape ``base_dir``."""
+    rel = PurePosixPath(ref.path)
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts or "\\" in ref.path:
+        raise RunDirectoryError(f"artifact path {ref.path!r} is not a relative path inside the report's base directory")
+    return Path(base_dir) / Path(*rel.parts)
+
+
+def read_ref(base_dir: Path, ref: ArtifactRef) -> bytes:
+    """Read the artifact a ref names and verify its SHA-256.
+
+    Raises:
+        RunDirectoryError: Missing file, a path outside ``base_dir``, or a hash mismatch.
+    """
+    path = resolve_ref(base_dir, ref)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise RunDirectoryError(f"artifact {path} is missing; pass the base_dir the report was written with") from None
+    if hashlib.sha256(data).hexdigest() != ref.sha256:
+        raise RunDirectoryError(f"artifact {path} does not match its recorded sha256 {ref.sha256[:12]}…")
+    return data
+
+
+def _write_new(target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` atomically, never replacing an existing file."""
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide artifacts from anyone sharing the run
+        try:
+            # link() fails if the target exists, so a concurrent writer's file is never replaced.
+            os.link(tmp, target)
+        except FileExistsError:
+            pass
+        except OSError:
+            # Filesystems without hard links: fall back to rename (same content by construction).
+            if not target.exists():
+                os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
