@@ -170,6 +170,7 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
                 "prior_image_ids": [i.id for i in case.prior_images],
                 "suggested_visuals": wf.visuals(case),
                 "question": state["task"],
+                "tool_history": [{"tool": t["tool"], "arguments": t["arguments"]} for t in state.get("tool_log", [])],
             },
         )
         return request, step, final

@@ -10,6 +10,7 @@ marked as such in the report.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import Iterable
@@ -50,7 +51,8 @@ class EvidenceOnlyAnalyst:
     * ``sections`` — which report sections the workflow wants;
     * ``image_ids`` / ``prior_image_ids`` — the current and prior images;
     * ``suggested_visuals`` — visual outputs the workflow proposes;
-    * ``question`` — the clinical question (VQA workflows).
+    * ``question`` — the clinical question (VQA workflows);
+    * ``tool_history`` — tool calls already made (``{tool, arguments}``), never repeated.
     """
 
     name = "evidence-only"
@@ -129,7 +131,13 @@ def _tool_calls_still_needed(evidence: list[Evidence], ctx: dict[str, Any], tool
     question = ctx.get("question")
     if "retrieve_knowledge" in tools and question and not any(e.kind == "knowledge" for e in evidence):
         calls.append(ToolCall(tool="retrieve_knowledge", arguments={"query": question}))
-    return calls
+    # Never repeat a call already made: its result (or its error) is in the evidence or the log.
+    made = {_call_key(c["tool"], c.get("arguments", {})) for c in ctx.get("tool_history", [])}
+    return [c for c in calls if _call_key(c.tool, c.arguments) not in made]
+
+
+def _call_key(tool: str, arguments: dict[str, Any]) -> str:
+    return tool + json.dumps(arguments, sort_keys=True, default=str)
 
 
 def _trend_keys(evidence: Iterable[Evidence]) -> list[str]:

@@ -12,12 +12,15 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from okaflow._constants import CASE_MANIFEST, IMAGE_SUFFIXES
 from okaflow._errors import CaseError, ConfigurationError
 from okaflow._types import Evidence, Modality, content_hash
 from okaflow.tools.fhir import PatientContext
+
+if TYPE_CHECKING:
+    from okaflow.tools.imaging import MedicalImage
 
 __all__ = ["Case", "ImageRole"]
 
@@ -42,7 +45,7 @@ class Case:
 
     id: str
     patient: PatientContext
-    images: list[Any] = field(default_factory=list)
+    images: list[MedicalImage] = field(default_factory=list)
     roles: dict[str, ImageRole] = field(default_factory=dict)
     task: str | None = None
     title: str | None = None
@@ -164,7 +167,7 @@ class Case:
     def from_objects(
         cls,
         patient: PatientContext | Mapping[str, Any],
-        images: Sequence[Any] = (),
+        images: Sequence[MedicalImage] = (),
         *,
         task: str | None = None,
         case_id: str = "case",
@@ -186,7 +189,7 @@ class Case:
         return case
 
     # -- views -------------------------------------------------------------------------------
-    def image(self, image_id: str) -> Any:
+    def image(self, image_id: str) -> MedicalImage:
         for img in self.images:
             if img.id == image_id:
                 return img
@@ -195,11 +198,11 @@ class Case:
         )
 
     @property
-    def current_images(self) -> list[Any]:
+    def current_images(self) -> list[MedicalImage]:
         return [i for i in self.images if self.roles.get(i.id) != "prior"]
 
     @property
-    def prior_images(self) -> list[Any]:
+    def prior_images(self) -> list[MedicalImage]:
         return [i for i in self.images if self.roles.get(i.id) == "prior"]
 
     def evidence(self) -> list[Evidence]:
@@ -284,7 +287,7 @@ def _assign_roles(case: Case, roles: dict[str, ImageRole]) -> dict[str, ImageRol
     return {i: ("prior" if latest and d and d < latest else "current") for i, d in dates.items()}
 
 
-def _study_date(case: Case, image: Any) -> str | None:
+def _study_date(case: Case, image: MedicalImage) -> str | None:
     study = case.patient.study_by_uid(image.study_uid) if image.study_uid else None
     if study and study.started:
         return str(study.started)[:10]

@@ -16,6 +16,7 @@ from okaflow._types import Evidence
 
 if TYPE_CHECKING:
     from okaflow._case import Case
+    from okaflow.tools.imaging import MedicalImage
     from okaflow.tools.knowledge import KnowledgeRetriever
 
 __all__ = [
@@ -66,7 +67,7 @@ def _string_arg(arguments: dict[str, Any], key: str, tool: str) -> str:
     return value
 
 
-def _image(context: ToolContext, image_id: str, tool: str) -> Any:
+def _image(context: ToolContext, image_id: str, tool: str) -> MedicalImage:
     for img in context.case.images:
         if img.id == image_id:
             return img
@@ -188,7 +189,7 @@ class CompareImagesTool:
         ]
 
 
-def _study_day(context: ToolContext, image: Any) -> str | None:
+def _study_day(context: ToolContext, image: MedicalImage) -> str | None:
     study = context.case.patient.study_by_uid(image.study_uid) if image.study_uid else None
     return (study.started if study and study.started else None) or image.study_date
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -142,7 +141,7 @@ def test_reply_that_fails_the_schema_is_a_typed_error_with_the_raw_text(ct_pair_
 def test_approval_gate_pauses_then_publishes_only_when_approved(ct_pair_case: Case, tmp_path: Path) -> None:
     pub = tmp_path / "published"
     for approved in (False, True):
-        with SqliteSaver(sqlite3.connect(tmp_path / f"c{approved}.sqlite", check_same_thread=False)) as saver:
+        with SqliteSaver.from_conn_string(str(tmp_path / f"c{approved}.sqlite")) as saver:
             graph = create_oka_agent(checkpointer=saver, sinks=[FolderSink(pub)], generator=None)
             run_dir = tmp_path / f"run-{approved}"
             ctx = RunContext(case=ct_pair_case, run_dir=run_dir, artifacts=ArtifactStore(run_dir))
@@ -169,3 +168,28 @@ def test_async_run_matches_sync_run(ct_pair_case: Case, tmp_path: Path) -> None:
     assert [c["text"] for c in asyn.state["claims"]] == [c["text"] for c in sync.state["claims"]]
     a, s = Report.model_validate_json(asyn.report_paths["json"].read_text()), sync.report
     assert [b.type for b in a.blocks] == [b.type for b in s.blocks]
+
+
+def test_user_defined_workflow_composes_tools_and_prompts(ct_pair_case: Case, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from okaflow.workflows import RADIOLOGY_REPORT, get_workflow
+
+    mine = replace(
+        RADIOLOGY_REPORT,
+        name="measure-only",
+        title="Measurements",
+        instructions="Only measure.",
+        tools=("measure_image",),
+        sections=("findings",),
+        visuals=lambda case: [],
+    )
+    backend = ScriptedBackend([{"claims": []}])
+    result = run(ct_pair_case, workflow=mine, backend=backend, out=tmp_path / "run")
+    assert result.report.title.startswith("Measurements")
+    prompt = backend.requests[0].messages[-1].content
+    assert "Only measure." in prompt and '"measure_image"' in prompt and "compare_images" not in prompt
+    assert backend.requests[0].context["available_tools"] == ["measure_image"]
+    assert get_workflow("okaflow.workflows:LONGITUDINAL_COMPARISON").name == "longitudinal-comparison"
+    with pytest.raises(ConfigurationError, match="no workflow named"):
+        get_workflow("nope")

@@ -1,0 +1,84 @@
+"""CLI exit codes and messages for the paths a user hits."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from okaflow._cli import EXIT_CODES, main
+
+from .conftest import EXAMPLES, pydicom_file
+
+pytestmark = pytest.mark.integration
+CASE = EXAMPLES / "brain-mri"
+
+
+def test_missing_case_is_an_input_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(tmp_path / "nope")]) == EXIT_CODES["input"]
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_malformed_case_json_names_file_and_place(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    case = tmp_path / "case"
+    shutil.copytree(CASE, case)
+    manifest = json.loads((case / "case.json").read_text())
+    manifest["images"][0]["role"] = "latest"
+    (case / "case.json").write_text(json.dumps(manifest))
+    assert main(["inspect", str(case)]) == EXIT_CODES["input"]
+    err = capsys.readouterr().err
+    assert "case.json" in err and "images[0].role" in err
+
+
+def test_broken_json_names_line_and_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    case = tmp_path / "case"
+    shutil.copytree(CASE, case)
+    (case / "case.json").write_text('{"id": "x",\n "images": [}')
+    assert main(["inspect", str(case)]) == EXIT_CODES["input"]
+    assert "line 2" in capsys.readouterr().err
+
+
+def test_truncated_dicom_in_a_case_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    case = tmp_path / "case"
+    case.mkdir()
+    shutil.copy(CASE / json.loads((CASE / "case.json").read_text())["bundle"], case / "bundle.json")
+    shutil.copy(pydicom_file("MR_truncated.dcm"), case / "scan.dcm")
+    assert main(["run", str(case), "--out", str(tmp_path / "run"), "--quiet"]) == EXIT_CODES["input"]
+    assert "scan.dcm" in capsys.readouterr().err
+
+
+def test_unknown_workflow_is_a_configuration_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", str(CASE), "--workflow", "nope", "--out", str(tmp_path / "r"), "--quiet"])
+    assert code == EXIT_CODES["config"]
+    assert "radiology-report" in capsys.readouterr().err
+
+
+def test_run_refuses_to_overwrite_a_run_without_force(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    assert main(["run", str(CASE), "--out", str(out), "--quiet"]) == 0
+    assert main(["run", str(CASE), "--out", str(out), "--quiet"]) == EXIT_CODES["error"]
+    assert main(["run", str(CASE), "--out", str(out), "--quiet", "--force"]) == 0
+
+
+def test_publish_waits_for_approval_then_publishes(tmp_path: Path) -> None:
+    out, pub = tmp_path / "run", tmp_path / "pub"
+    code = main(["run", str(CASE), "--out", str(out), "--publish-dir", str(pub), "--quiet"])
+    assert code == EXIT_CODES["awaiting_approval"]
+    assert (out / "report.html").exists() and not pub.exists()
+    assert main(["approve", str(out), str(CASE), "--yes", "--by", "dr synthetic", "--publish-dir", str(pub)]) == 0
+    assert (pub / "run" / "report.html").exists()
+    assert main(["approve", str(out), str(CASE), "--yes", "--publish-dir", str(pub)]) == EXIT_CODES["error"]
+
+
+def test_unattended_publish_with_yes(tmp_path: Path) -> None:
+    out, pub = tmp_path / "run", tmp_path / "pub"
+    assert main(["run", str(CASE), "--out", str(out), "--publish-dir", str(pub), "--yes", "--quiet"]) == 0
+    assert (pub / "run" / "report.md").exists()
+
+
+def test_workflows_lists_the_builtins(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["workflows"]) == 0
+    out = capsys.readouterr().out
+    assert all(n in out for n in ("radiology-report", "clinical-vqa", "longitudinal-comparison"))
