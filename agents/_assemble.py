@@ -26,6 +26,7 @@ from okaflow.tools.reporting import (
     TableBlock,
     TextBlock,
     VerificationFlag,
+    block_cites,
     plot_observation_trend,
 )
 
@@ -56,7 +57,7 @@ def assemble_report(state: OKAState, ctx: RunContext, config: AgentConfig) -> Re
     blocks += _claim_blocks(state, config)
     cited: list[str] = []
     for b in blocks:
-        for i in _cites(b):
+        for i in block_cites(b):
             if i in evidence and i not in cited:
                 cited.append(i)
     blocks.append(CitationsBlock(entries=[evidence[i] for i in cited]))
@@ -73,16 +74,6 @@ def assemble_report(state: OKAState, ctx: RunContext, config: AgentConfig) -> Re
         blocks=blocks,
         evidence=[evidence[i] for i in cited],
     )
-
-
-def _cites(block: Block) -> list[str]:
-    if isinstance(block, TextBlock | FigureBlock | TableBlock):
-        return list(block.cites)
-    if isinstance(block, ImageBlock):
-        return [block.evidence_id]
-    if isinstance(block, GeneratedImageBlock):
-        return [*block.derived_from, *([block.evidence_id] if block.evidence_id else [])]
-    return []
 
 
 def _context_blocks(p: PatientContext) -> list[Block]:

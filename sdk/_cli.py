@@ -73,7 +73,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    out, err = Console(), Console(stderr=True)
+    # soft_wrap: never break paths and error messages across lines (they are grepped and copied).
+    out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
     try:
         if args.command == "run":
             return _run(args, out, err)

@@ -35,6 +35,15 @@ def _radiology_visuals(case: Case) -> list[dict[str, Any]]:
                     "reason": "CT shown in standard display windows",
                 }
             )
+        if img.frames > 1:
+            out.append(
+                {
+                    "task": "montage",
+                    "image_ids": [img.id],
+                    "params": {"max_frames": 12},
+                    "reason": f"{img.frames} frames shown on one sheet",
+                }
+            )
         if max(img.rows, img.columns) <= _SMALL_SIDE:
             out.append(
                 {

@@ -41,7 +41,7 @@ class Workflow:
         default_task: Used when the case has no task of its own.
         tools: Names of the analysis tools offered to the model.
         visuals: Proposes visual outputs for a case (``[{task, image_ids, params, reason}]``).
-        needs_prior: Refuse cases without a prior image.
+        needs_prior: Refuse cases with nothing to compare against: no prior image and no prior report.
         needs_question: Refuse cases without a task/question.
         frames: How multi-frame images are shown to the model: the middle frame or a montage.
         knowledge_query: Query for the knowledge step (defaults to the task).
@@ -64,10 +64,12 @@ class Workflow:
 
     def check(self, case: Case) -> None:
         """Raise a ConfigurationError naming what the case lacks for this workflow."""
-        if self.needs_prior and not (case.prior_images and case.current_images):
+        # Prior images are often not retrieved in practice; a prior report is still something to compare with.
+        if self.needs_prior and not (case.current_images and (case.prior_images or case.patient.reports)):
             raise ConfigurationError(
-                f"workflow {self.name!r} needs a current and a prior image; case {case.id!r} has "
-                f"{len(case.current_images)} current and {len(case.prior_images)} prior",
+                f"workflow {self.name!r} needs a current image and a prior (an image or a report); case "
+                f"{case.id!r} has {len(case.current_images)} current, {len(case.prior_images)} prior images and "
+                f"{len(case.patient.reports)} reports",
                 hint='mark images with "role": "prior" / "current" in case.json, or pick another workflow',
             )
         if self.needs_question and not case.task:

@@ -24,7 +24,8 @@ def test_example_produces_an_honest_interleaved_report(name: str, tmp_path: Path
     assert report.model_configured is False and report.backend == "evidence-only"
     images = [b for b in report.blocks if b.type == "image"]
     assert len(images) == len(manifest["images"])
-    assert any(b.type == "generated_image" for b in report.blocks)
+    if manifest["workflow"] != "clinical-vqa":  # the report workflows propose derived images; VQA does not
+        assert any(b.type == "generated_image" for b in report.blocks)
     texts = [b for b in report.blocks if b.type == "text" and b.author == "evidence-only"]
     assert texts, "the analyst wrote no claims"
     assert all(not b.flags for b in texts), [(b.text, b.flags) for b in texts if b.flags]
@@ -39,13 +40,19 @@ def test_example_produces_an_honest_interleaved_report(name: str, tmp_path: Path
             assert (out / block.image.path).is_file()
 
 
-def test_chest_ct_has_lab_trend_plots_and_a_comparison(tmp_path: Path) -> None:
+def test_chest_ct_has_lab_trends_derived_images_and_a_comparison_with_the_prior_report(tmp_path: Path) -> None:
     out = tmp_path / "ct"
     assert main(["run", str(EXAMPLES / "chest-ct-followup"), "--out", str(out), "--quiet"]) == 0
     report = Report.model_validate_json((out / "report.json").read_text(encoding="utf-8"))
     assert len([b for b in report.blocks if b.type == "figure"]) >= 3
-    assert any(b.type == "generated_image" and b.task == "comparison" for b in report.blocks)
-    assert any(b.type == "text" and b.section == "comparison" for b in report.blocks)
+    tasks = [b.task for b in report.blocks if b.type == "generated_image"]
+    assert tasks.count("window") == 3 and "super_resolution" in tasks
+    comparison = [b for b in report.blocks if b.type == "text" and b.section == "comparison"]
+    assert any("DiagnosticReport/dr-cxr-admission" in b.cites for b in comparison)
+    # Interleaving: the derived images sit right after the CT they come from.
+    kinds = [b.type for b in report.blocks]
+    first = kinds.index("image")
+    assert kinds[first + 1 : first + 5] == ["generated_image"] * 4
 
 
 @pytest.mark.parametrize("name", EXAMPLE_CASES)

@@ -68,6 +68,7 @@ class ConditionFact(BaseModel):
     onset: str | None = None
     recorded: str | None = None
     body_site: str | None = None
+    note: str | None = Field(default=None, description="Condition.note texts, joined.")
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -133,15 +134,22 @@ class ObservationFact(BaseModel):
     category: str | None = None
     status: str | None = None
     value: float | None = None
+    value_as_written: str | None = Field(
+        default=None, description="The numeric value exactly as the bundle wrote it ('8.0', not 8.0 -> '8')."
+    )
     value_text: str | None = None
     unit: str | None = None
     comparator: str | None = None
     effective: str | None = None
+    effective_end: str | None = Field(
+        default=None, description="End of an effectivePeriod; ``effective`` then holds its start."
+    )
     reference_low: float | None = None
     reference_high: float | None = None
     reference_text: str | None = None
     interpretation: str | None = None
     interpretation_computed: bool = False
+    note: str | None = Field(default=None, description="Observation.note texts, joined.")
     components: list[ObservationFact] = Field(default_factory=list)
 
     @computed_field  # type: ignore[prop-decorator]
@@ -185,6 +193,9 @@ class DiagnosticReportFact(BaseModel):
     effective: str | None = None
     issued: str | None = None
     conclusion: str | None = None
+    presented_text: str | None = Field(
+        default=None, description="The report body when presentedForm carries it as plain text."
+    )
     study_ids: list[str] = Field(default_factory=list)
     result_ids: list[str] = Field(default_factory=list)
 

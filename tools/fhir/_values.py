@@ -1,9 +1,10 @@
 """Reading FHIR datatypes out of validated resource JSON, the same way for R4, R4B and R5.
 
 The extractors read the JSON that fhir.resources has already validated, not the model objects: the
-models turn ``"2026-03"`` into a date and ``1.40`` into ``Decimal('1.40')`` only sometimes, and okaflow
-promises dates as given. Every helper here tolerates a missing or oddly shaped element and returns
-``None`` (or an empty list) rather than raising, because validation has already happened upstream.
+models turn ``"2026-03-01T08:30:00+01:00"`` into ``datetime`` objects (and partial dates into something
+else again), while okaflow promises dates exactly as the bundle gives them. Every helper here tolerates
+a missing or oddly shaped element and returns ``None`` (or an empty list) rather than raising, because
+validation has already happened upstream.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "concept_text",
     "concepts_of",
     "format_number",
+    "notes_text",
     "period_text",
     "quantity_text",
     "reference_text",
@@ -114,6 +116,12 @@ def reference_text(reference: Any) -> str | None:
     if isinstance(identifier, dict) and identifier.get("value"):
         return str(identifier["value"])
     return None
+
+
+def notes_text(notes: Any) -> str | None:
+    """The texts of a list of Annotations, joined with a space (None when there are none)."""
+    texts = [" ".join(str(n["text"]).split()) for n in as_list(notes) if isinstance(n, dict) and n.get("text")]
+    return " ".join(texts) or None
 
 
 def period_text(period: Any) -> str | None:

@@ -2,7 +2,8 @@
 
 * ``window`` — renderings of a source image under named display windows (CT presets);
 * ``super_resolution`` — Lanczos upscaling (interpolation, not new detail — the label says DERIVED);
-* ``comparison`` — a side-by-side of a prior and a current image under the same window.
+* ``comparison`` — a side-by-side of a prior and a current image under the same window;
+* ``montage`` — evenly spaced frames of a multi-frame image (cine, multi-slice) on one sheet.
 
 Generative tasks (text-to-image, virtual staining, modality translation, counterfactuals) have no
 classical analogue: they return a result with ``unavailable`` set rather than an imitation.
@@ -19,7 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 from okaflow._constants import DERIVED_LABEL, GENERATION_MAX_SIDE
 from okaflow._errors import ConfigurationError
 from okaflow.tools.generation._protocol import GenerationRequest, GenerationResult
-from okaflow.tools.imaging import CT_WINDOW_PRESETS, MedicalImage, render_frame
+from okaflow.tools.imaging import CT_WINDOW_PRESETS, MedicalImage, render_frame, render_montage
 from okaflow.tools.reporting import stamp_label
 
 __all__ = ["GENERATIVE_TASKS", "ClassicalGenerator"]
@@ -27,7 +28,7 @@ __all__ = ["GENERATIVE_TASKS", "ClassicalGenerator"]
 GENERATIVE_TASKS = frozenset(
     {"text_to_image", "virtual_staining", "modality_translation", "counterfactual", "reconstruction"}
 )
-_CLASSICAL_TASKS = frozenset({"window", "super_resolution", "comparison"})
+_CLASSICAL_TASKS = frozenset({"window", "super_resolution", "comparison", "montage"})
 
 
 class ClassicalGenerator:
@@ -63,6 +64,8 @@ class ClassicalGenerator:
             out, captions, used = _super_resolution(sources, request.params)
         elif request.task == "comparison":
             out, captions, used = _comparison(sources, request.params)
+        elif request.task == "montage":
+            out, captions, used = _montage(sources, request.params)
         else:
             raise ConfigurationError(
                 f"the classical generator has no task {request.task!r}",
@@ -153,3 +156,14 @@ def _comparison(
         x += tile.width + gap
     caption = f"Prior {prior.id} beside current {current.id}, same display window"
     return [canvas], [caption], {"window": window}
+
+
+def _montage(
+    sources: list[MedicalImage], params: dict[str, Any]
+) -> tuple[list[Image.Image], list[str], dict[str, Any]]:
+    max_frames = int(params.get("max_frames", 16))
+    if not 1 <= max_frames <= 64:
+        raise ConfigurationError(f"max_frames {max_frames} is out of range", hint="use 1 to 64")
+    out = [render_montage(img, max_frames=max_frames) for img in sources]
+    captions = [f"{img.id}: {min(img.frames, max_frames)} of {img.frames} frames, evenly spaced" for img in sources]
+    return out, captions, {"max_frames": max_frames}

@@ -23,6 +23,7 @@ from okaflow.tools.reporting._model import (
     TableBlock,
     TextBlock,
     VerificationFlag,
+    block_cites,
 )
 from okaflow.tools.reporting._plots import (
     PANEL_CELL_SIZE,
@@ -54,6 +55,7 @@ __all__ = [
     "TableBlock",
     "TextBlock",
     "VerificationFlag",
+    "block_cites",
     "label_layout",
     "parse_fhir_datetime",
     "plot_observation_panel",

@@ -26,6 +26,7 @@ __all__ = [
     "TableBlock",
     "TextBlock",
     "VerificationFlag",
+    "block_cites",
 ]
 
 # Who wrote a block: okaflow itself (facts, structure), the evidence-only analyst, or a model.
@@ -163,13 +164,20 @@ class Report(BaseModel):
         """Every evidence id cited by any block, first-cited order, no repeats."""
         seen: dict[str, None] = {}
         for block in self.blocks:
-            ids: list[str] = []
-            if isinstance(block, TextBlock | FigureBlock | TableBlock):
-                ids = block.cites
-            elif isinstance(block, ImageBlock):
-                ids = [block.evidence_id]
-            elif isinstance(block, GeneratedImageBlock):
-                ids = block.derived_from
-            for i in ids:
+            for i in block_cites(block):
                 seen.setdefault(i, None)
         return list(seen)
+
+
+def block_cites(block: Block) -> list[str]:
+    """The evidence ids a block cites, in its own order.
+
+    A generated image cites the images it derives from; its own evidence id names it, it does not cite it.
+    """
+    if isinstance(block, TextBlock | FigureBlock | TableBlock):
+        return list(block.cites)
+    if isinstance(block, ImageBlock):
+        return [block.evidence_id]
+    if isinstance(block, GeneratedImageBlock):
+        return list(block.derived_from)
+    return []

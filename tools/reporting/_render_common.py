@@ -20,6 +20,7 @@ from okaflow.tools.reporting._model import (
     TableBlock,
     TextBlock,
     VerificationFlag,
+    block_cites,
 )
 
 __all__ = [
@@ -103,17 +104,6 @@ class CitationIndex:
     def numbers_for(self, ids: list[str]) -> list[int]:
         """The citation numbers of ``ids``, without repeats, ascending (``[1][4][7]`` reads as a list)."""
         return sorted({self.numbers[i] for i in ids if i in self.numbers})
-
-
-def block_cites(block: Block) -> list[str]:
-    """The evidence ids a block cites, in its own order (mirrors ``Report.cited_ids``)."""
-    if isinstance(block, TextBlock | FigureBlock | TableBlock):
-        return list(block.cites)
-    if isinstance(block, ImageBlock):
-        return [block.evidence_id]
-    if isinstance(block, GeneratedImageBlock):
-        return list(block.derived_from)
-    return []
 
 
 def block_author(block: Block) -> Author | None:
