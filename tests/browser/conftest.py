@@ -43,9 +43,12 @@ def chromium_executable() -> str:
     pytest.fail(f"Chromium not found at /usr/bin/chromium; install it with: {CHROMIUM_INSTALL}", pytrace=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
-    """One headless Chromium for the session.
+    """One headless Chromium for the browser tests, closed when they are done.
+
+    Package scope, not session: Playwright's sync API keeps an event loop running on this thread, which
+    would break every later ``asyncio.run`` in the session.
 
     ``launch()`` gives Chromium a fresh, empty temporary profile of its own and deletes it on close
     (Playwright refuses ``--user-data-dir`` in ``args`` for exactly that reason).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -163,7 +164,9 @@ def test_approval_without_checkpointer_is_refused() -> None:
 
 def test_async_run_matches_sync_run(ct_pair_case: Case, tmp_path: Path) -> None:
     sync = run(ct_pair_case, out=tmp_path / "sync")
-    asyn = asyncio.run(arun(ct_pair_case, out=tmp_path / "async"))
+    # A fresh thread owns its event loop, whatever loop another test's fixture left running here.
+    with ThreadPoolExecutor(1) as pool:
+        asyn = pool.submit(asyncio.run, arun(ct_pair_case, out=tmp_path / "async")).result()
     assert asyn.status == "completed"
     assert [c["text"] for c in asyn.state["claims"]] == [c["text"] for c in sync.state["claims"]]
     a, s = Report.model_validate_json(asyn.report_paths["json"].read_text()), sync.report
