@@ -19,7 +19,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
-from okaflow._constants import DEFAULT_MAX_STEPS
+from okaflow._constants import DEFAULT_MAX_STEPS, DEFAULT_WORKFLOW
 from okaflow._errors import ConfigurationError
 from okaflow.agents._nodes import AgentConfig, build_nodes
 from okaflow.agents._state import OKAState, RunContext
@@ -37,7 +37,7 @@ def create_oka_agent(
     backend: UnderstandingBackend | None = None,
     tools: Iterable[AnalysisTool] | Mapping[str, AnalysisTool] | None = None,
     *,
-    workflow: Workflow | str = "radiology-report",
+    workflow: Workflow | str = DEFAULT_WORKFLOW,
     generator: GenerationTool | Literal["default"] | None = "default",
     knowledge: KnowledgeRetriever | None = None,
     checkpointer: Checkpointer = None,

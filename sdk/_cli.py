@@ -26,6 +26,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from okaflow._constants import DEFAULT_MAX_STEPS
 from okaflow._errors import BackendError, ConfigurationError, InputError, OkaflowError
 from okaflow._version import __version__
 
@@ -48,7 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="replace --out if it already holds a run")
     r.add_argument("--publish-dir", help="after approval, copy the report to this folder")
     r.add_argument("--yes", action="store_true", help="approve publishing without asking (unattended pipelines)")
-    r.add_argument("--max-steps", type=int, default=6, help="cap on analyze calls (default 6)")
+    r.add_argument(
+        "--max-steps", type=int, default=DEFAULT_MAX_STEPS, help=f"cap on analyze calls (default {DEFAULT_MAX_STEPS})"
+    )
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--quiet", action="store_true", help="no progress display")
     r.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -18,10 +18,8 @@
     │       └── UnsupportedImageError
     ├── BackendError                a model or generation backend failed
     │   └── BackendOutputError      the backend answered, but not with what was asked
-    ├── AgentError                  the agent graph cannot run
-    │   ├── StepLimitError          the analyze <-> tools loop hit its step cap
-    │   └── RunDirectoryError       the run directory is unusable (exists and is not a run)
-    └── ApprovalRequiredError       a write outside the run directory needs a human yes
+    └── AgentError                  the agent graph cannot run
+        └── RunDirectoryError       the run directory is unusable (exists and is not a run)
 
 Input errors carry ``source`` (the file), ``location`` (JSON path or DICOM tag) and ``hint``
 (what to do); ``str(error)`` joins them into one readable line.
@@ -33,7 +31,6 @@ from pathlib import Path
 
 __all__ = [
     "AgentError",
-    "ApprovalRequiredError",
     "BackendError",
     "BackendOutputError",
     "CaseError",
@@ -49,7 +46,6 @@ __all__ = [
     "MissingPixelDataError",
     "OkaflowError",
     "RunDirectoryError",
-    "StepLimitError",
     "UnsupportedImageError",
     "UnsupportedTransferSyntaxError",
 ]
@@ -169,13 +165,5 @@ class AgentError(OkaflowError):
     """The agent graph cannot run as configured."""
 
 
-class StepLimitError(AgentError):
-    """The analyze <-> tools loop reached its step cap without finishing."""
-
-
 class RunDirectoryError(AgentError):
     """The run directory cannot be used."""
-
-
-class ApprovalRequiredError(OkaflowError):
-    """Writing outside the run directory needs an explicit human approval."""

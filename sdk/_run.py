@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from okaflow._case import Case
-from okaflow._constants import DEFAULT_MAX_STEPS, DEFAULT_RUNS_DIR, ENV_RUNS_DIR
+from okaflow._constants import DEFAULT_MAX_STEPS, DEFAULT_RUNS_DIR, DEFAULT_WORKFLOW, ENV_RUNS_DIR
 from okaflow._errors import ConfigurationError, RunDirectoryError
 from okaflow._types import utc_now
 from okaflow._version import __version__
@@ -127,7 +127,7 @@ def _prepare(case: Case | str | Path, workflow: Workflow | str | None, task: str
     loaded = case if isinstance(case, Case) else Case.load(case)
     if task:
         loaded.task = task
-    return loaded, get_workflow(workflow or loaded.workflow or "radiology-report")
+    return loaded, get_workflow(workflow or loaded.workflow or DEFAULT_WORKFLOW)
 
 
 def _event_sink(run_dir: Path, on_event: EventHandler | None) -> EventHandler:
@@ -155,6 +155,10 @@ def _sqlite_saver(run_dir: Path) -> Iterator[Any]:
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     conn = sqlite3.connect(run_dir / "checkpoints.sqlite", check_same_thread=False)
+    # WAL + NORMAL: a checkpoint survives a crash of the process (what resume needs) without an fsync
+    # per step; only a power cut can lose the last step, which resume then redoes.
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
     try:
         yield SqliteSaver(conn)
     finally:
