@@ -11,6 +11,7 @@ import json
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -22,7 +23,7 @@ from okaflow.tools.fhir import PatientContext
 if TYPE_CHECKING:
     from okaflow.tools.imaging import MedicalImage
 
-__all__ = ["Case", "ImageRole"]
+__all__ = ["Case", "ImageRole", "study_day"]
 
 ImageRole = Literal["current", "prior"]
 _IMAGE_KEYS = {"path", "modality", "role", "id"}
@@ -281,18 +282,23 @@ def _assign_roles(case: Case, roles: dict[str, ImageRole]) -> dict[str, ImageRol
     """Keep explicit roles; otherwise the most recent study is current and older ones prior."""
     if roles or not case.images:
         return {i.id: roles.get(i.id, "current") for i in case.images}
-    dates = {i.id: _study_date(case, i) for i in case.images}
+    dates = {i.id: study_day(case, i) for i in case.images}
     known = [d for d in dates.values() if d]
     latest = max(known) if known else None
     return {i: ("prior" if latest and d and d < latest else "current") for i, d in dates.items()}
 
 
-def _study_date(case: Case, image: MedicalImage) -> str | None:
+def study_day(case: Case, image: MedicalImage) -> date | None:
+    """The day an image's study was done: the record's ImagingStudy.started, else the DICOM StudyDate."""
     study = case.patient.study_by_uid(image.study_uid) if image.study_uid else None
-    if study and study.started:
-        return str(study.started)[:10]
-    d = image.study_date
-    return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if d and len(d) == 8 and d.isdigit() else None
+    for value in (study.started if study else None, image.study_date):
+        if value:
+            day = value[:10] if "-" in value[:10] else f"{value[:4]}-{value[4:6]}-{value[6:8]}"
+            try:
+                return date.fromisoformat(day)
+            except ValueError:
+                continue
+    return None
 
 
 def _cross_check(case: Case) -> list[str]:

@@ -8,9 +8,9 @@ the agent records the error as a tool output the model can read, instead of cras
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
+from okaflow._case import study_day
 from okaflow._errors import OkaflowError
 from okaflow._types import Evidence
 
@@ -141,16 +141,6 @@ class ObservationTrendTool:
         ]
 
 
-def _iso_day(value: str | None) -> date | None:
-    if not value:
-        return None
-    v = value[:10]
-    try:
-        return date.fromisoformat(v if "-" in v else f"{v[:4]}-{v[4:6]}-{v[6:8]}")
-    except ValueError:
-        return None
-
-
 class CompareImagesTool:
     name = "compare_images"
     description = "Compare a current and a prior image: interval between studies, extent and intensity statistics."
@@ -165,7 +155,7 @@ class CompareImagesTool:
 
         cur = _image(context, _string_arg(arguments, "current", self.name), self.name)
         pri = _image(context, _string_arg(arguments, "prior", self.name), self.name)
-        d_cur, d_pri = (_iso_day(_study_day(context, i)) for i in (cur, pri))
+        d_cur, d_pri = (study_day(context.case, i) for i in (cur, pri))
         parts = [f"current {cur.id} vs prior {pri.id}"]
         data: dict[str, Any] = {"current": cur.id, "prior": pri.id}
         if d_cur and d_pri:
@@ -187,11 +177,6 @@ class CompareImagesTool:
                 data=data,
             )
         ]
-
-
-def _study_day(context: ToolContext, image: MedicalImage) -> str | None:
-    study = context.case.patient.study_by_uid(image.study_uid) if image.study_uid else None
-    return (study.started if study and study.started else None) or image.study_date
 
 
 class RetrieveKnowledgeTool:

@@ -1,0 +1,80 @@
+"""Case loading from folders, files and objects: roles, cross-checks, and errors that name the input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from okaflow import Case, CaseError
+from okaflow.tools.imaging import load_image
+
+from .conftest import EXAMPLES, pydicom_file
+
+pytestmark = pytest.mark.integration
+CT_BUNDLE = EXAMPLES / "chest-ct-followup" / "bundle.json"
+
+
+def test_folder_without_case_json_takes_bundle_and_image_files(tmp_path: Path) -> None:
+    shutil.copy(CT_BUNDLE, tmp_path / "bundle.json")
+    (tmp_path / "images").mkdir()
+    shutil.copy(pydicom_file("CT_small.dcm"), tmp_path / "images" / "ct.dcm")
+    case = Case.load(tmp_path)
+    assert case.id == tmp_path.name
+    assert [i.modality.value for i in case.images] == ["CT"]
+    assert case.roles == {case.images[0].id: "current"}
+    assert case.patient.patient is not None
+    # Every fact and every image is a row of the evidence table, ids unique.
+    ids = [e.id for e in case.evidence()]
+    assert len(ids) == len(set(ids)) and case.images[0].id in ids
+    assert set(case.input_hashes()) == {str(tmp_path / "bundle.json"), str(tmp_path / "images" / "ct.dcm")}
+
+
+def test_roles_follow_study_dates_when_not_given(tmp_path: Path) -> None:
+    older, newer = load_image(pydicom_file("CT_small.dcm")), load_image(pydicom_file("MR_small.dcm"))
+    case = Case.from_objects(Case.load(EXAMPLES / "chest-ct-followup").patient, [newer, older])
+    assert case.roles == {older.id: "prior", newer.id: "current"}  # 2004-01-19 < 2004-08-26
+
+
+def test_cross_checks_warn_about_patient_and_study_mismatches() -> None:
+    patient = Case.load(EXAMPLES / "chest-ct-followup").patient
+    mr = load_image(pydicom_file("MR_small.dcm"))
+    warnings = Case.from_objects(patient, [mr]).warnings
+    assert any("PatientID '4MR1' matches no identifier" in w for w in warnings)
+    assert any("has no ImagingStudy in the bundle" in w for w in warnings)
+    assert any("no image of it was loaded" in w for w in warnings)
+
+
+def test_duplicate_image_ids_are_refused() -> None:
+    ct = load_image(pydicom_file("CT_small.dcm"))
+    with pytest.raises(CaseError, match="share the id"):
+        Case.from_objects(Case.load(EXAMPLES / "brain-mri").patient, [ct, ct])
+
+
+@pytest.mark.parametrize(
+    ("images", "message", "location"),
+    [
+        ([{"path": "pydicom:not_a_file.dcm"}], "pydicom ships no test file", "images[0]"),
+        ([{"path": "missing.dcm"}], "does not exist", "images[0]"),
+        ([{"path": "pydicom:CT_small.dcm", "colour": "red"}], "unknown keys", "images[0]"),
+        ([{"modality": "CT"}], "needs a 'path'", "images[0]"),
+    ],
+)
+def test_case_json_errors_name_file_and_place(
+    tmp_path: Path, images: list[dict[str, str]], message: str, location: str
+) -> None:
+    shutil.copy(CT_BUNDLE, tmp_path / "bundle.json")
+    (tmp_path / "case.json").write_text(json.dumps({"id": "x", "images": images}))
+    with pytest.raises(CaseError, match=message) as info:
+        Case.load(tmp_path)
+    assert info.value.source == str(tmp_path / "case.json")
+    assert info.value.location == location
+
+
+def test_folder_with_two_json_files_and_no_bundle_json_is_ambiguous(tmp_path: Path) -> None:
+    shutil.copy(CT_BUNDLE, tmp_path / "a.json")
+    shutil.copy(CT_BUNDLE, tmp_path / "b.json")
+    with pytest.raises(CaseError, match="cannot tell which file is the FHIR bundle"):
+        Case.load(tmp_path)
