@@ -155,7 +155,9 @@ def _image_blocks(state: OKAState, ctx: RunContext) -> list[Block]:
         img = ctx.case.image(m["evidence_id"])
         when = f", study date {img.study_date}" if img.study_date else ""
         role = m.get("role", "current")
-        caption = f"{role.capitalize()} {img.modality.value} image {img.id}{when} — as shown to the model"
+        size = m.get("series_size", 1)
+        of_series = f", middle of {size} images in its series" if size > 1 else ""
+        caption = f"{role.capitalize()} {img.modality.value} image {img.id}{when}{of_series} — as shown to the model"
         blocks.append(ImageBlock(image=ArtifactRef.model_validate(m["artifact"]), caption=caption, evidence_id=img.id))
         for g in [g for g in generated if g["derived_from"] and g["derived_from"][-1] == img.id]:
             generated.remove(g)

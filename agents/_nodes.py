@@ -84,7 +84,7 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
     wf = config.workflow
 
     def observe(state: OKAState) -> dict[str, Any]:
-        """Ingest the case into the evidence table and render what the model will see.
+        """Ingest the case into the evidence table and render what the model will see (one key image per series).
 
         Reads: ``task``. Writes: ``evidence``, ``model_images``, ``warnings``, ``task``, ``step``.
         """
@@ -92,7 +92,7 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
         case = ctx.case
         wf.check(case)
         images = []
-        for img in case.images:
+        for img in case.key_images:
             if wf.frames == "montage" and img.frames > 1:
                 pic = fit_to_policy(render_montage(img))
             else:
@@ -102,6 +102,7 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
                 {
                     "evidence_id": img.id,
                     "role": case.roles.get(img.id, "current"),
+                    "series_size": case.series_size(img.id),
                     "artifact": ref.model_dump(),
                 }
             )

@@ -49,7 +49,7 @@ class EvidenceOnlyAnalyst:
     * ``available_tools`` — tool names it may call (``measure_image``, ``observation_trend``,
       ``compare_images``, ``retrieve_knowledge``);
     * ``sections`` — which report sections the workflow wants;
-    * ``image_ids`` / ``prior_image_ids`` — the current and prior images;
+    * ``image_ids`` / ``prior_image_ids`` — the key images (one per series) of current and prior studies;
     * ``suggested_visuals`` — visual outputs the workflow proposes;
     * ``question`` — the clinical question (VQA workflows);
     * ``tool_history`` — tool calls already made (``{tool, arguments}``), never repeated.
@@ -93,7 +93,8 @@ def _analyse(request: UnderstandRequest) -> ModelAnalysis:
     sections: list[Section] = list(ctx.get("sections", ["findings", "impression"]))
     claims: list[Claim] = []
     if "findings" in sections:
-        claims += _image_claims(evidence, "findings")
+        shown = {*ctx.get("image_ids", []), *ctx.get("prior_image_ids", [])}
+        claims += _image_claims([e for e in evidence if e.kind != "image" or e.id in shown], "findings")
         claims += _lab_claims(evidence, "findings")
     if "comparison" in sections:
         claims += _comparison_claims(evidence)
@@ -114,7 +115,8 @@ def _tool_calls_still_needed(evidence: list[Evidence], ctx: dict[str, Any], tool
     ids = {e.id for e in evidence}
     calls: list[ToolCall] = []
     if "measure_image" in tools:
-        for img in (e for e in evidence if e.kind == "image"):
+        shown = {*ctx.get("image_ids", []), *ctx.get("prior_image_ids", [])}
+        for img in (e for e in evidence if e.kind == "image" and e.id in shown):
             if not any(i.startswith(f"Measurement/{img.id.removeprefix('Image/')}/") for i in ids):
                 calls.append(ToolCall(tool="measure_image", arguments={"image_id": img.id}))
     if "observation_trend" in tools:

@@ -21,7 +21,7 @@ from okaflow._types import Evidence, Modality, content_hash
 from okaflow.tools.fhir import PatientContext
 
 if TYPE_CHECKING:
-    from okaflow.tools.imaging import MedicalImage
+    from okaflow.tools.imaging import ImageSeries, MedicalImage
 
 __all__ = ["Case", "ImageRole", "study_day"]
 
@@ -199,12 +199,35 @@ class Case:
         )
 
     @property
+    def series(self) -> list[ImageSeries]:
+        """The images grouped by DICOM series (each non-DICOM image is a series of its own)."""
+        from okaflow.tools.imaging import group_series
+
+        return group_series(self.images)
+
+    @property
+    def key_images(self) -> list[MedicalImage]:
+        """One image per series, the middle one in display order: what the model is shown.
+
+        A CT series of 300 slices is one key image, not 300 model inputs.
+        """
+        from okaflow.tools.imaging import middle_image
+
+        return [middle_image(s) for s in self.series]
+
+    @property
     def current_images(self) -> list[MedicalImage]:
-        return [i for i in self.images if self.roles.get(i.id) != "prior"]
+        """Key images of current studies."""
+        return [i for i in self.key_images if self.roles.get(i.id) != "prior"]
 
     @property
     def prior_images(self) -> list[MedicalImage]:
-        return [i for i in self.images if self.roles.get(i.id) == "prior"]
+        """Key images of prior studies."""
+        return [i for i in self.key_images if self.roles.get(i.id) == "prior"]
+
+    def series_size(self, image_id: str) -> int:
+        """How many images share the series of ``image_id``."""
+        return next((len(s.images) for s in self.series if any(i.id == image_id for i in s.images)), 0)
 
     def evidence(self) -> list[Evidence]:
         """The evidence table: every patient fact, then every image."""

@@ -78,3 +78,32 @@ def test_folder_with_two_json_files_and_no_bundle_json_is_ambiguous(tmp_path: Pa
     shutil.copy(CT_BUNDLE, tmp_path / "b.json")
     with pytest.raises(CaseError, match="cannot tell which file is the FHIR bundle"):
         Case.load(tmp_path)
+
+
+def test_a_multi_slice_series_is_shown_to_the_model_once(tmp_path: Path) -> None:
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from okaflow import run
+
+    case_dir = tmp_path / "series"
+    (case_dir / "images").mkdir(parents=True)
+    shutil.copy(CT_BUNDLE, case_dir / "bundle.json")
+    for n in range(1, 8):
+        ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=["okaflow", str(n)])
+        ds.InstanceNumber = n
+        ds.SliceLocation = float(n * 5)
+        ds.save_as(case_dir / "images" / f"slice{n}.dcm")
+    case = Case.load(case_dir)
+    assert len(case.images) == 7
+    (key,) = case.key_images
+    assert key.instance_number == 4
+    result = run(case, out=tmp_path / "run")
+    shown = result.state["model_images"]
+    assert [m["evidence_id"] for m in shown] == [key.id]
+    assert shown[0]["series_size"] == 7
+    measured = {t["arguments"]["image_id"] for t in result.state["tool_log"] if t["tool"] == "measure_image"}
+    assert measured == {key.id}
+    captions = [b.caption for b in result.report.blocks if b.type == "image"]
+    assert len(captions) == 1 and "middle of 7 images" in captions[0]
