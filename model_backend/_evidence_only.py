@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import Iterable
 from typing import Any
 
+from okaflow._text import content_terms
 from okaflow._types import Evidence, Provenance
 from okaflow._version import __version__
 from okaflow.model_backend._analysis import Claim, ModelAnalysis, Section, ToolCall, VisualRequest
@@ -24,21 +24,6 @@ from okaflow.model_backend._protocol import UnderstandRequest, UnderstandResult,
 __all__ = ["EvidenceOnlyAnalyst"]
 
 _ABNORMAL = {"H", "HH", "L", "LL", "A", "AA", "HU", "LU", ">", "<", "POS", "DET"}
-_WORD = re.compile(r"[a-z][a-z0-9]{3,}")
-_STOP = {
-    "what",
-    "which",
-    "does",
-    "with",
-    "from",
-    "that",
-    "this",
-    "have",
-    "there",
-    "their",
-    "patient",
-    "about",
-}
 
 
 class EvidenceOnlyAnalyst:
@@ -214,10 +199,10 @@ def _impression_claims(evidence: list[Evidence]) -> list[Claim]:
 
 def _answer_claims(evidence: list[Evidence], question: str) -> list[Claim]:
     """Quote the evidence rows that share the most words with the question; never guess."""
-    terms = {w for w in _WORD.findall(question.lower()) if w not in _STOP}
+    terms = {t for t in content_terms(question) if len(t) > 3}
     scored = []
     for e in evidence:
-        overlap = len(terms & set(_WORD.findall(e.summary.lower())))
+        overlap = len(terms & set(content_terms(e.summary)))
         if overlap:
             scored.append((-overlap, e.id, e))
     scored.sort(key=lambda t: (t[0], t[1]))

@@ -61,3 +61,26 @@ def test_inspect_reports_what_was_ingested(name: str, capsys: pytest.CaptureFixt
     summary = json.loads(capsys.readouterr().out)
     assert summary["images"] and summary["counts"]["evidence_rows"] > len(summary["images"])
     assert not [w for w in summary["warnings"] if "matches no identifier" in w]
+
+
+def test_clinical_question_is_answered_from_the_record_only(tmp_path: Path) -> None:
+    out = tmp_path / "vqa"
+    question = "What is known about her headaches?"
+    code = main(
+        [
+            "run",
+            str(EXAMPLES / "brain-mri"),
+            "--workflow",
+            "clinical-vqa",
+            "--task",
+            question,
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    report = Report.model_validate_json((out / "report.json").read_text(encoding="utf-8"))
+    answers = [b for b in report.blocks if b.type == "text" and b.section == "answer"]
+    assert answers and all(not b.flags for b in answers)
+    assert "Condition/cond-ndph" in {c for b in answers for c in b.cites}  # "headaches" meets "headache"

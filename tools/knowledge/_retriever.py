@@ -19,39 +19,11 @@ from typing import Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict
 
 from okaflow._errors import ConfigurationError
+from okaflow._text import content_terms
 from okaflow._types import Evidence
 from okaflow.tools.fhir import PatientContext
 
 __all__ = ["BM25Retriever", "CombinedRetriever", "KnowledgeRetriever", "Passage"]
-
-_TOKEN = re.compile(r"[a-z0-9]+")
-_STOP = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "for",
-        "from",
-        "has",
-        "have",
-        "in",
-        "is",
-        "it",
-        "of",
-        "on",
-        "or",
-        "the",
-        "to",
-        "was",
-        "were",
-        "with",
-    ]
-)
 
 
 class Passage(BaseModel):
@@ -68,7 +40,7 @@ class KnowledgeRetriever(Protocol):
 
 
 def _tokens(text: str) -> list[str]:
-    return [t for t in _TOKEN.findall(text.lower()) if t not in _STOP]
+    return content_terms(text)
 
 
 class BM25Retriever:
