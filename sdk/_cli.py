@@ -239,13 +239,15 @@ def _inspect(args: argparse.Namespace, out: Console) -> int:
     out.print(f"[bold]{case.id}[/bold] {case.title or ''}  (FHIR {p.fhir_version}, patient {summary['patient']})")
     if case.task:
         out.print(f"task: {case.task}", highlight=False)
-    counts = Table(title="Record", show_header=True)
-    for key in summary["counts"]:
-        counts.add_column(key.replace("_", " "))
-    counts.add_row(*(str(v) for v in summary["counts"].values()))
+    counts = Table(title="Record")
+    counts.add_column("facts")
+    counts.add_column("count", justify="right")
+    for key, value in summary["counts"].items():
+        counts.add_row(key.replace("_", " "), str(value))
     out.print(counts)
     images = Table(title="Images")
-    for col in ("id", "role", "modality", "from", "size", "frames", "study date"):
+    images.add_column("id", overflow="fold")
+    for col in ("role", "modality", "from", "size", "frames", "study date"):
         images.add_column(col)
     for i in summary["images"]:
         images.add_row(
