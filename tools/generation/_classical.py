@@ -20,7 +20,14 @@ from PIL import Image, ImageDraw, ImageFont
 from okaflow._constants import DERIVED_LABEL, GENERATION_MAX_SIDE
 from okaflow._errors import ConfigurationError
 from okaflow.tools.generation._protocol import GenerationRequest, GenerationResult
-from okaflow.tools.imaging import CT_WINDOW_PRESETS, MedicalImage, render_frame, render_montage
+from okaflow.tools.imaging import (
+    CT_WINDOW_PRESETS,
+    MedicalImage,
+    SizePolicy,
+    fit_to_policy,
+    render_frame,
+    render_montage,
+)
 from okaflow.tools.reporting import stamp_label
 
 __all__ = ["GENERATIVE_TASKS", "ClassicalGenerator"]
@@ -110,7 +117,8 @@ def _windows(
     for img in sources:
         for n in names:
             w = CT_WINDOW_PRESETS[n]
-            out.append(render_frame(img, frame="middle", window=w))
+            # Shown at the size the model sees the source, so a 128 px slice is not a thumbnail.
+            out.append(fit_to_policy(render_frame(img, frame="middle", window=w), SizePolicy(pad_to_min=False)))
             captions.append(f"{img.id} in the {n} window (centre {w.center:g}, width {w.width:g} HU)")
     return out, captions, {"windows": names}
 
