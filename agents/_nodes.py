@@ -15,6 +15,7 @@ from langgraph.runtime import get_runtime
 from langgraph.types import interrupt
 from pydantic import ValidationError
 
+from okaflow._constants import DEFAULT_MAX_STEPS
 from okaflow._errors import BackendOutputError, ConfigurationError, OkaflowError
 from okaflow._types import Evidence, Provenance, utc_now
 from okaflow.agents._prompts import analysis_messages
@@ -46,7 +47,7 @@ class AgentConfig:
     tools: Mapping[str, AnalysisTool]
     workflow: Workflow
     knowledge: KnowledgeRetriever | None = None
-    max_steps: int = 6
+    max_steps: int = DEFAULT_MAX_STEPS
     seed: int | None = 0
     sinks: tuple[ReportSink, ...] = ()
     require_approval: bool = True

@@ -107,3 +107,27 @@ def test_a_multi_slice_series_is_shown_to_the_model_once(tmp_path: Path) -> None
     assert measured == {key.id}
     captions = [b.caption for b in result.report.blocks if b.type == "image"]
     assert len(captions) == 1 and "middle of 7 images" in captions[0]
+
+
+def test_case_knowledge_folder_is_retrieved_and_cited(tmp_path: Path) -> None:
+    from okaflow import run
+
+    case_dir = tmp_path / "k"
+    shutil.copytree(EXAMPLES / "brain-mri", case_dir)
+    (case_dir / "docs").mkdir()
+    (case_dir / "docs" / "headache.md").write_text(
+        "# Local pathway\n\nNew daily persistent headache: review analgesic use and arrange neurology review.\n\n"
+        "Unrelated paragraph about fractures.\n",
+        encoding="utf-8",
+    )
+    manifest = json.loads((case_dir / "case.json").read_text())
+    manifest["knowledge"] = "docs"
+    (case_dir / "case.json").write_text(json.dumps(manifest))
+    result = run(
+        case_dir, workflow="clinical-vqa", task="What does the pathway say about daily headache?", out=tmp_path / "run"
+    )
+    knowledge = [e["id"] for e in result.state["evidence"] if e["kind"] == "knowledge"]
+    assert "Knowledge/headache.md#2" in knowledge
+    cited = {c for claim in result.state["claims"] for c in claim["cites"]}
+    assert "Knowledge/headache.md#2" in cited
+    assert "Knowledge/headache.md#3" not in cited
