@@ -53,11 +53,13 @@ def _parser() -> argparse.ArgumentParser:
         "--max-steps", type=int, default=DEFAULT_MAX_STEPS, help=f"cap on analyze calls (default {DEFAULT_MAX_STEPS})"
     )
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--lenient", action="store_true", help="skip invalid FHIR entries (listed as warnings)")
     r.add_argument("--quiet", action="store_true", help="no progress display")
     r.add_argument("--json", action="store_true", help="print the result as JSON")
 
     i = sub.add_parser("inspect", help="show what okaflow ingests from a case, with warnings")
     i.add_argument("case")
+    i.add_argument("--lenient", action="store_true", help="skip invalid FHIR entries (listed as warnings)")
     i.add_argument("--json", action="store_true")
 
     a = sub.add_parser("approve", help="answer a run waiting for approval")
@@ -135,8 +137,10 @@ def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
     show = not (args.quiet or args.json)
     if show:
         out.print(f"[bold]okaflow {__version__}[/bold] running [cyan]{args.case}[/cyan]")
+    from okaflow._case import Case
+
     result = run(
-        args.case,
+        Case.load(args.case, strict=not args.lenient),
         workflow=args.workflow,
         backend=args.backend,
         out=args.out,
@@ -198,7 +202,7 @@ def _approve(args: argparse.Namespace, out: Console, err: Console) -> int:
 def _inspect(args: argparse.Namespace, out: Console) -> int:
     from okaflow._case import Case
 
-    case = Case.load(args.case)
+    case = Case.load(args.case, strict=not args.lenient)
     p = case.patient
     summary: dict[str, Any] = {
         "case": case.id,

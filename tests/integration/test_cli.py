@@ -82,3 +82,18 @@ def test_workflows_lists_the_builtins(capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["workflows"]) == 0
     out = capsys.readouterr().out
     assert all(n in out for n in ("radiology-report", "clinical-vqa", "longitudinal-comparison"))
+
+
+def test_lenient_skips_an_invalid_entry_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    case = tmp_path / "case"
+    shutil.copytree(CASE, case)
+    bundle_path = case / json.loads((case / "case.json").read_text())["bundle"]
+    bundle = json.loads(bundle_path.read_text())
+    bundle["entry"][2]["resource"]["status"] = "bogus"
+    bundle_path.write_text(json.dumps(bundle))
+    assert main(["inspect", str(case)]) == EXIT_CODES["input"]
+    assert "entry[2].resource.status" in capsys.readouterr().err
+    assert main(["inspect", str(case), "--lenient", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert any(w.startswith("skipped entry[2]") for w in summary["warnings"])
+    assert main(["run", str(case), "--lenient", "--out", str(tmp_path / "run"), "--quiet"]) == 0

@@ -126,8 +126,8 @@ def load_bundle(source: BundleSource, *, version: FHIRVersion | None = None, str
             first.message + more,
             source=name,
             location=first.path,
-            hint="fix that element, or load with strict=False to skip invalid entries (each is then listed "
-            f"in warnings); {_version_hint(chosen, reason)}",
+            hint="fix that element, or load with strict=False (CLI: --lenient) to skip invalid entries "
+            f"(each is then listed in warnings); {_version_hint(chosen, reason)}",
         )
     warnings.extend(f"skipped entry[{f.entry_index}]: {f.message} (at {f.path})" for f in failures.values())
     entries = _make_entries(entries_json, validation, bundle_type, warnings)
