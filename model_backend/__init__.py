@@ -1,5 +1,22 @@
-"""Understanding backends: the protocol, the analysis schema, and the evidence-only default."""
+"""Understanding backends: the protocol, the analysis schema, the evidence-only default, and OpenAI-compatible clients.
 
+The backend error classes (:class:`BackendStatusError` and its per-status subclasses, connection and
+timeout errors) are re-exported here for users of :class:`OpenAIBackend` / :class:`AsyncOpenAIBackend`.
+"""
+
+from okaflow._errors import (
+    BackendAuthenticationError,
+    BackendBadRequestError,
+    BackendConnectionError,
+    BackendError,
+    BackendNotFoundError,
+    BackendOutputError,
+    BackendPermissionDeniedError,
+    BackendRateLimitedError,
+    BackendServerError,
+    BackendStatusError,
+    BackendTimeoutError,
+)
 from okaflow.model_backend._analysis import (
     Claim,
     ClaimKind,
@@ -10,6 +27,7 @@ from okaflow.model_backend._analysis import (
     analysis_json_schema,
 )
 from okaflow.model_backend._evidence_only import EvidenceOnlyAnalyst
+from okaflow.model_backend._openai import AsyncOpenAIBackend, OpenAIBackend
 from okaflow.model_backend._protocol import (
     ChatMessage,
     ModelImage,
@@ -20,12 +38,25 @@ from okaflow.model_backend._protocol import (
 )
 
 __all__ = [
+    "AsyncOpenAIBackend",
+    "BackendAuthenticationError",
+    "BackendBadRequestError",
+    "BackendConnectionError",
+    "BackendError",
+    "BackendNotFoundError",
+    "BackendOutputError",
+    "BackendPermissionDeniedError",
+    "BackendRateLimitedError",
+    "BackendServerError",
+    "BackendStatusError",
+    "BackendTimeoutError",
     "ChatMessage",
     "Claim",
     "ClaimKind",
     "EvidenceOnlyAnalyst",
     "ModelAnalysis",
     "ModelImage",
+    "OpenAIBackend",
     "Section",
     "ToolCall",
     "UnderstandRequest",

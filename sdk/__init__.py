@@ -18,8 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 from okaflow._errors import (
     AgentError,
+    BackendAuthenticationError,
+    BackendBadRequestError,
+    BackendConnectionError,
     BackendError,
+    BackendNotFoundError,
     BackendOutputError,
+    BackendPermissionDeniedError,
+    BackendRateLimitedError,
+    BackendServerError,
+    BackendStatusError,
+    BackendTimeoutError,
     CaseError,
     ConfigurationError,
     DICOMError,
@@ -43,14 +52,24 @@ if TYPE_CHECKING:
     from okaflow._case import Case
     from okaflow._run import RunResult, approve, arun, run
     from okaflow.agents import create_oka_agent
-    from okaflow.model_backend import EvidenceOnlyAnalyst
+    from okaflow.model_backend import AsyncOpenAIBackend, EvidenceOnlyAnalyst, OpenAIBackend
     from okaflow.tools.reporting import Report
     from okaflow.workflows import Workflow, get_workflow, list_workflows, register_workflow
 
 __all__ = [
     "AgentError",
+    "AsyncOpenAIBackend",
+    "BackendAuthenticationError",
+    "BackendBadRequestError",
+    "BackendConnectionError",
     "BackendError",
+    "BackendNotFoundError",
     "BackendOutputError",
+    "BackendPermissionDeniedError",
+    "BackendRateLimitedError",
+    "BackendServerError",
+    "BackendStatusError",
+    "BackendTimeoutError",
     "Case",
     "CaseError",
     "ConfigurationError",
@@ -67,6 +86,7 @@ __all__ = [
     "MissingPixelDataError",
     "Modality",
     "OkaflowError",
+    "OpenAIBackend",
     "Provenance",
     "Report",
     "RunDirectoryError",
@@ -93,6 +113,8 @@ _LAZY = {
     "run": "okaflow._run",
     "create_oka_agent": "okaflow.agents",
     "EvidenceOnlyAnalyst": "okaflow.model_backend",
+    "AsyncOpenAIBackend": "okaflow.model_backend",
+    "OpenAIBackend": "okaflow.model_backend",
     "Report": "okaflow.tools.reporting",
     "Workflow": "okaflow.workflows",
     "get_workflow": "okaflow.workflows",

@@ -17,6 +17,7 @@ Exit codes (stable, for scripts and schedulers):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -44,7 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("case", help="case folder, case.json, or FHIR bundle")
     r.add_argument("--out", help="run directory (default: runs/<case>-<time>-<id>)")
     r.add_argument("--workflow", help="workflow name or module:attr (default: the case's, else radiology-report)")
-    r.add_argument("--backend", default="evidence-only", help="understanding backend: evidence-only or module:factory")
+    r.add_argument(
+        "--backend",
+        default="evidence-only",
+        help="understanding backend: evidence-only, openai (OpenAI-compatible server, e.g. vLLM) or module:factory",
+    )
+    r.add_argument("--model-url", help="openai backend: base URL, e.g. http://gpu-host:8000/v1 ($OKAFLOW_MODEL_URL)")
+    r.add_argument("--model", help="openai backend: served model name, e.g. unimedvl ($OKAFLOW_MODEL)")
     r.add_argument("--task", help="the clinical question/task (overrides case.json)")
     r.add_argument("--force", action="store_true", help="replace --out if it already holds a run")
     r.add_argument("--publish-dir", help="after approval, copy the report to this folder")
@@ -129,7 +136,7 @@ def _sinks(publish_dir: str | None) -> list[Any]:
 
 
 def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from okaflow._run import run
+    from okaflow._case import Case
 
     if args.max_steps < 1:
         err.print("--max-steps must be at least 1")
@@ -137,12 +144,28 @@ def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
     show = not (args.quiet or args.json)
     if show:
         out.print(f"[bold]okaflow {__version__}[/bold] running [cyan]{args.case}[/cyan]")
-    from okaflow._case import Case
 
-    result = run(
-        Case.load(args.case, strict=not args.lenient),
+    with contextlib.ExitStack() as stack:
+        backend: Any = args.backend
+        if args.backend == "openai":
+            from okaflow.model_backend import OpenAIBackend
+
+            # The API key is read from $OKAFLOW_API_KEY only: secrets do not belong on a command line.
+            backend = stack.enter_context(OpenAIBackend(base_url=args.model_url, model=args.model))
+        elif args.model_url or args.model:
+            err.print("--model-url and --model apply to --backend openai")
+            return EXIT_CODES["usage"]
+        result = _run_case(Case.load(args.case, strict=not args.lenient), backend, args, out, show)
+    return _report_result(result, args.json, out)
+
+
+def _run_case(case: Any, backend: Any, args: argparse.Namespace, out: Console, show: bool) -> Any:
+    from okaflow._run import run
+
+    return run(
+        case,
         workflow=args.workflow,
-        backend=args.backend,
+        backend=backend,
         out=args.out,
         task=args.task,
         force=args.force,
@@ -152,7 +175,6 @@ def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
         max_steps=args.max_steps,
         seed=args.seed,
     )
-    return _report_result(result, args.json, out)
 
 
 def _report_result(result: Any, as_json: bool, out: Console) -> int:

@@ -26,6 +26,21 @@ DERIVED_LABEL = "DERIVED — NOT FOR DIAGNOSIS"
 
 # Environment variables read as fallbacks.
 ENV_RUNS_DIR = "OKAFLOW_RUNS_DIR"
+ENV_MODEL_URL = "OKAFLOW_MODEL_URL"
+ENV_MODEL = "OKAFLOW_MODEL"
+ENV_API_KEY = "OKAFLOW_API_KEY"
+
+# HTTP model backends: every call is bounded in time. The read timeout covers a whole generation.
+HTTP_CONNECT_TIMEOUT_S = 5.0
+HTTP_READ_TIMEOUT_S = 120.0
+HTTP_WRITE_TIMEOUT_S = 30.0
+HTTP_POOL_TIMEOUT_S = 10.0
+
+# Retries (in the HTTP client only): exponential backoff with full jitter, Retry-After honoured up to a cap.
+HTTP_MAX_RETRIES = 3
+HTTP_BACKOFF_BASE_S = 0.5
+HTTP_BACKOFF_CAP_S = 8.0
+HTTP_RETRY_AFTER_CAP_S = 60.0
 
 DEFAULT_RUNS_DIR = "runs"
 

@@ -17,22 +17,45 @@
     │       ├── ImageTooLargeError  over the pixel budget (decompression-bomb guard)
     │       └── UnsupportedImageError
     ├── BackendError                a model or generation backend failed
-    │   └── BackendOutputError      the backend answered, but not with what was asked
+    │   ├── BackendOutputError      the backend answered, but not with what was asked
+    │   ├── BackendConnectionError  the backend's server cannot be reached (refused, reset, DNS)
+    │   ├── BackendTimeoutError     the backend's server did not answer in time
+    │   └── BackendStatusError      the server answered with an HTTP error status
+    │       ├── BackendBadRequestError        400: refused as sent (e.g. context length exceeded)
+    │       ├── BackendAuthenticationError    401: missing or wrong API key
+    │       ├── BackendPermissionDeniedError  403: key valid, but not for this
+    │       ├── BackendNotFoundError          404: wrong URL or model name
+    │       ├── BackendRateLimitedError       429: still rate-limited after retries
+    │       └── BackendServerError            5xx: the server failed, still after retries
     └── AgentError                  the agent graph cannot run
         └── RunDirectoryError       the run directory is unusable (exists and is not a run)
 
 Input errors carry ``source`` (the file), ``location`` (JSON path or DICOM tag) and ``hint``
-(what to do); ``str(error)`` joins them into one readable line.
+(what to do); ``str(error)`` joins them into one readable line. HTTP status errors carry
+``status_code``, ``request``, ``response`` and the response ``body`` text.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "AgentError",
+    "BackendAuthenticationError",
+    "BackendBadRequestError",
+    "BackendConnectionError",
     "BackendError",
+    "BackendNotFoundError",
     "BackendOutputError",
+    "BackendPermissionDeniedError",
+    "BackendRateLimitedError",
+    "BackendServerError",
+    "BackendStatusError",
+    "BackendTimeoutError",
     "CaseError",
     "ConfigurationError",
     "DICOMError",
@@ -159,6 +182,65 @@ class BackendOutputError(BackendError):
     ) -> None:
         super().__init__(message, backend=backend, hint=hint)
         self.raw = raw
+
+
+class BackendConnectionError(BackendError):
+    """The backend's server cannot be reached: connection refused or reset, DNS failure, dropped stream."""
+
+
+class BackendTimeoutError(BackendError):
+    """The backend's server did not connect or answer within the configured timeout."""
+
+
+class BackendStatusError(BackendError):
+    """The backend's server answered with an HTTP error status.
+
+    Attributes:
+        status_code: The HTTP status code.
+        request: The :class:`httpx.Request` that was sent (the last attempt's).
+        response: The :class:`httpx.Response` that answered.
+        body: The response body as text.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request: httpx.Request,
+        response: httpx.Response,
+        body: str,
+        backend: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, backend=backend, hint=hint)
+        self.status_code = response.status_code
+        self.request = request
+        self.response = response
+        self.body = body
+
+
+class BackendBadRequestError(BackendStatusError):
+    """400: the server refused the request as sent (e.g. the prompt exceeds the context length)."""
+
+
+class BackendAuthenticationError(BackendStatusError):
+    """401: the API key is missing or wrong."""
+
+
+class BackendPermissionDeniedError(BackendStatusError):
+    """403: the API key is valid but may not use this model or endpoint."""
+
+
+class BackendNotFoundError(BackendStatusError):
+    """404: the URL or the model name does not exist on the server."""
+
+
+class BackendRateLimitedError(BackendStatusError):
+    """429: the server is still rate-limiting after every retry."""
+
+
+class BackendServerError(BackendStatusError):
+    """5xx: the server failed, and kept failing through every retry."""
 
 
 class AgentError(OkaflowError):

@@ -61,12 +61,21 @@ class RunResult:
         return [c for c in self.state.get("claims", []) if c.get("flags")]
 
 
-def resolve_backend(spec: str | UnderstandingBackend | None) -> UnderstandingBackend:
-    """A backend from a name (``evidence-only``), ``module:factory``, or an instance."""
+def resolve_backend(spec: str | UnderstandingBackend | None, *, asynchronous: bool = False) -> UnderstandingBackend:
+    """A backend from a name, ``module:factory``, or an instance.
+
+    Names: ``evidence-only`` (the default), ``openai`` (an OpenAI-compatible server such as vLLM, configured
+    by ``OKAFLOW_MODEL_URL``, ``OKAFLOW_MODEL`` and ``OKAFLOW_API_KEY``; the async client when
+    ``asynchronous``).
+    """
     if spec is None or spec == "evidence-only":
         return EvidenceOnlyAnalyst()
     if not isinstance(spec, str):
         return spec
+    if spec == "openai":
+        from okaflow.model_backend import AsyncOpenAIBackend, OpenAIBackend
+
+        return AsyncOpenAIBackend() if asynchronous else OpenAIBackend()
     if ":" in spec:
         module_name, _, attr = spec.partition(":")
         try:
@@ -74,7 +83,9 @@ def resolve_backend(spec: str | UnderstandingBackend | None) -> UnderstandingBac
         except (ImportError, AttributeError) as exc:
             raise ConfigurationError(f"cannot load backend {spec!r}: {exc}") from None
         return factory() if callable(factory) and not hasattr(factory, "understand") else factory  # type: ignore[no-any-return]
-    raise ConfigurationError(f"unknown backend {spec!r}", hint="use 'evidence-only' or 'package.module:factory'")
+    raise ConfigurationError(
+        f"unknown backend {spec!r}", hint="use 'evidence-only', 'openai' or 'package.module:factory'"
+    )
 
 
 def _new_run_dir(case: Case, out: str | Path | None, force: bool) -> Path:
@@ -151,6 +162,31 @@ def _result(run_dir: Path, thread_id: str, snapshot: Any) -> RunResult:
 
 
 @contextlib.contextmanager
+def _closing_owned(backend: object) -> Iterator[None]:
+    """Closes a backend okaflow created (None: nothing to close)."""
+    try:
+        yield
+    finally:
+        close = getattr(backend, "close", None)
+        if callable(close):
+            close()
+
+
+class _AsyncCloser:
+    """Closes a backend okaflow created, whether its close is sync or async."""
+
+    def __init__(self, backend: object) -> None:
+        self.backend = backend
+
+    async def aclose(self) -> None:
+        close = getattr(self.backend, "aclose", None) or getattr(self.backend, "close", None)
+        if close is not None:
+            result = close()
+            if hasattr(result, "__await__"):
+                await result
+
+
+@contextlib.contextmanager
 def _sqlite_saver(run_dir: Path) -> Iterator[Any]:
     from langgraph.checkpoint.sqlite import SqliteSaver
 
@@ -195,10 +231,11 @@ def _start(
     require_approval: bool,
     max_steps: int,
     seed: int | None,
+    asynchronous: bool = False,
 ) -> tuple[Case, Workflow, UnderstandingBackend, Path, str, EventHandler]:
     """Load the case, pick workflow and backend, create the run directory and its manifest."""
     loaded, wf = _prepare(case, workflow, task)
-    chosen = resolve_backend(backend)
+    chosen = resolve_backend(backend, asynchronous=asynchronous)
     run_dir = _new_run_dir(loaded, out, force)
     thread_id = uuid.uuid4().hex
     settings = {
@@ -245,7 +282,9 @@ def run(
         case, workflow, backend, out, task, force, on_event, sinks, require_approval, max_steps, seed
     )
     options = dict(agent_options, sinks=sinks, require_approval=require_approval, max_steps=max_steps, seed=seed)
-    with _sqlite_saver(run_dir) as saver:
+    # A backend okaflow built from a name is okaflow's to close; one passed in is the caller's.
+    owned = chosen if isinstance(backend, str) else None
+    with _sqlite_saver(run_dir) as saver, _closing_owned(owned):
         graph, ctx = _agent(loaded, wf, chosen, saver, run_dir, options)
         config = {"configurable": {"thread_id": thread_id}}
         for mode, chunk in graph.stream(
@@ -276,10 +315,11 @@ async def arun(
 ) -> RunResult:
     """The async twin of :func:`run`: same arguments, the backend called with ``aunderstand``."""
     loaded, wf, chosen, run_dir, thread_id, emit = _start(
-        case, workflow, backend, out, task, force, on_event, sinks, require_approval, max_steps, seed
+        case, workflow, backend, out, task, force, on_event, sinks, require_approval, max_steps, seed, True
     )
     options = dict(agent_options, sinks=sinks, require_approval=require_approval, max_steps=max_steps, seed=seed)
-    async with _async_sqlite_saver(run_dir) as saver:
+    owned = chosen if isinstance(backend, str) else None
+    async with _async_sqlite_saver(run_dir) as saver, contextlib.aclosing(_AsyncCloser(owned)):
         graph, ctx = _agent(loaded, wf, chosen, saver, run_dir, options)
         config = {"configurable": {"thread_id": thread_id}}
         async for mode, chunk in graph.astream(

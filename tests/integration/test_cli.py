@@ -97,3 +97,36 @@ def test_lenient_skips_an_invalid_entry_and_says_so(tmp_path: Path, capsys: pyte
     summary = json.loads(capsys.readouterr().out)
     assert any(w.startswith("skipped entry[2]") for w in summary["warnings"])
     assert main(["run", str(case), "--lenient", "--out", str(tmp_path / "run"), "--quiet"]) == 0
+
+
+def test_openai_backend_without_a_url_is_a_configuration_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OKAFLOW_MODEL_URL", raising=False)
+    code = main(["run", str(CASE), "--backend", "openai", "--model", "m", "--out", str(tmp_path / "r"), "--quiet"])
+    assert code == EXIT_CODES["config"]
+    assert "OKAFLOW_MODEL_URL" in capsys.readouterr().err
+
+
+def test_unreachable_model_server_is_a_backend_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Port 9 (discard) on loopback: nothing listens, the connection is refused at once.
+    argv = [
+        "run",
+        str(CASE),
+        "--backend",
+        "openai",
+        "--model-url",
+        "http://127.0.0.1:9/v1",
+        "--model",
+        "unimedvl",
+        "--out",
+        str(tmp_path / "r"),
+        "--quiet",
+    ]
+    assert main(argv) == EXIT_CODES["backend"]
+    err = capsys.readouterr().err
+    assert "127.0.0.1:9" in err
+
+
+def test_model_flags_need_the_openai_backend(tmp_path: Path) -> None:
+    assert main(["run", str(CASE), "--model", "x", "--out", str(tmp_path / "r"), "--quiet"]) == EXIT_CODES["usage"]
