@@ -27,7 +27,7 @@ from okaflow.model_backend._analysis import (
     analysis_json_schema,
 )
 from okaflow.model_backend._evidence_only import EvidenceOnlyAnalyst
-from okaflow.model_backend._openai import AsyncOpenAIBackend, OpenAIBackend
+from okaflow.model_backend._openai import AsyncOpenAIBackend, OpenAIBackend, StreamDelta
 from okaflow.model_backend._protocol import (
     ChatMessage,
     ModelImage,
@@ -58,6 +58,7 @@ __all__ = [
     "ModelImage",
     "OpenAIBackend",
     "Section",
+    "StreamDelta",
     "ToolCall",
     "UnderstandRequest",
     "UnderstandResult",

@@ -3,16 +3,19 @@
 Retries live here and nowhere else (not in the agent graph): exponential backoff with full jitter,
 ``Retry-After`` honoured up to a cap, retrying 408/409/429/5xx and connection, read and timeout
 failures; any other 4xx would fail again and is raised at once as a typed
-:class:`~okaflow.BackendStatusError` subclass.
+:class:`~okaflow.BackendStatusError` subclass. Streamed calls go through the same loop, retried only
+until the first byte of the body has arrived.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
+import itertools
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -46,9 +49,11 @@ __all__ = [
     "HttpCall",
     "RetryPolicy",
     "asend_with_retries",
+    "astream_with_retries",
     "default_timeout",
     "retry_after_seconds",
     "send_with_retries",
+    "stream_with_retries",
 ]
 
 # Transport failures worth another attempt; others (bad URL scheme, proxy misconfiguration) would fail again.
@@ -202,6 +207,66 @@ class HttpCall:
     backend: str
 
 
+def _retry_loop(
+    call: HttpCall,
+    attempt: Callable[[], httpx.Response],
+    *,
+    sleep: Callable[[float], None],
+    rng: random.Random | None,
+) -> httpx.Response:
+    """Run ``attempt`` as often as ``call``'s policy allows; a 2xx response or a typed error.
+
+    ``attempt`` sends once and returns the response, whose body must be readable (``.text``) when its
+    status is not 2xx; a retryable transport failure it raises is retried like a retryable status.
+    """
+    rng = rng or random.Random()
+    for number in range(call.policy.max_retries + 1):
+        last = number == call.policy.max_retries
+        try:
+            response = attempt()
+        except _RETRYABLE_TRANSPORT as exc:
+            if last:
+                raise _transport_error(exc, url=call.url, attempts=number + 1, backend=call.backend) from exc
+            sleep(call.policy.delay(number, None, rng))
+            continue
+        except httpx.TransportError as exc:
+            raise _transport_error(exc, url=call.url, attempts=number + 1, backend=call.backend) from exc
+        if response.is_success:
+            return response
+        if last or not _retryable_status(response.status_code):
+            raise _status_error(response, attempts=number + 1, base_url=call.base_url, backend=call.backend)
+        sleep(call.policy.delay(number, response, rng))
+    raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+
+async def _aretry_loop(
+    call: HttpCall,
+    attempt: Callable[[], Awaitable[httpx.Response]],
+    *,
+    sleep: Callable[[float], Awaitable[None]],
+    rng: random.Random | None,
+) -> httpx.Response:
+    """The async twin of :func:`_retry_loop`."""
+    rng = rng or random.Random()
+    for number in range(call.policy.max_retries + 1):
+        last = number == call.policy.max_retries
+        try:
+            response = await attempt()
+        except _RETRYABLE_TRANSPORT as exc:
+            if last:
+                raise _transport_error(exc, url=call.url, attempts=number + 1, backend=call.backend) from exc
+            await sleep(call.policy.delay(number, None, rng))
+            continue
+        except httpx.TransportError as exc:
+            raise _transport_error(exc, url=call.url, attempts=number + 1, backend=call.backend) from exc
+        if response.is_success:
+            return response
+        if last or not _retryable_status(response.status_code):
+            raise _status_error(response, attempts=number + 1, base_url=call.base_url, backend=call.backend)
+        await sleep(call.policy.delay(number, response, rng))
+    raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+
 def send_with_retries(
     client: httpx.Client,
     call: HttpCall,
@@ -210,24 +275,11 @@ def send_with_retries(
     rng: random.Random | None = None,
 ) -> httpx.Response:
     """Send ``call`` with ``client``, retrying per its policy; a 2xx response or a typed error."""
-    rng = rng or random.Random()
-    for attempt in range(call.policy.max_retries + 1):
-        last = attempt == call.policy.max_retries
-        try:
-            response = client.request(call.method, call.url, json=call.json, headers=call.headers, timeout=call.timeout)
-        except _RETRYABLE_TRANSPORT as exc:
-            if last:
-                raise _transport_error(exc, url=call.url, attempts=attempt + 1, backend=call.backend) from exc
-            sleep(call.policy.delay(attempt, None, rng))
-            continue
-        except httpx.TransportError as exc:
-            raise _transport_error(exc, url=call.url, attempts=attempt + 1, backend=call.backend) from exc
-        if response.is_success:
-            return response
-        if last or not _retryable_status(response.status_code):
-            raise _status_error(response, attempts=attempt + 1, base_url=call.base_url, backend=call.backend)
-        sleep(call.policy.delay(attempt, response, rng))
-    raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+    def attempt() -> httpx.Response:
+        return client.request(call.method, call.url, json=call.json, headers=call.headers, timeout=call.timeout)
+
+    return _retry_loop(call, attempt, sleep=sleep, rng=rng)
 
 
 async def asend_with_retries(
@@ -238,23 +290,80 @@ async def asend_with_retries(
     rng: random.Random | None = None,
 ) -> httpx.Response:
     """The async twin of :func:`send_with_retries`."""
-    rng = rng or random.Random()
-    for attempt in range(call.policy.max_retries + 1):
-        last = attempt == call.policy.max_retries
-        try:
-            response = await client.request(
-                call.method, call.url, json=call.json, headers=call.headers, timeout=call.timeout
-            )
-        except _RETRYABLE_TRANSPORT as exc:
-            if last:
-                raise _transport_error(exc, url=call.url, attempts=attempt + 1, backend=call.backend) from exc
-            await sleep(call.policy.delay(attempt, None, rng))
-            continue
-        except httpx.TransportError as exc:
-            raise _transport_error(exc, url=call.url, attempts=attempt + 1, backend=call.backend) from exc
-        if response.is_success:
-            return response
-        if last or not _retryable_status(response.status_code):
-            raise _status_error(response, attempts=attempt + 1, base_url=call.base_url, backend=call.backend)
-        await sleep(call.policy.delay(attempt, response, rng))
-    raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+    async def attempt() -> httpx.Response:
+        return await client.request(call.method, call.url, json=call.json, headers=call.headers, timeout=call.timeout)
+
+    return await _aretry_loop(call, attempt, sleep=sleep, rng=rng)
+
+
+@contextlib.contextmanager
+def stream_with_retries(
+    client: httpx.Client,
+    call: HttpCall,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
+) -> Iterator[Iterator[bytes]]:
+    """Open ``call`` as a streamed response, retrying per its policy until the body's first byte arrives.
+
+    Yields the body's chunks (the first one already received); the response is closed when the
+    ``with`` block ends. A failed connect, a retryable status, or a transport failure before the first
+    byte is retried exactly as in :func:`send_with_retries`; a failure while the caller reads the rest
+    is the caller's to handle (it is not retried: the caller may have used part of the body).
+    """
+    with contextlib.ExitStack() as stack:
+        chunks: list[Iterator[bytes]] = []
+
+        def attempt() -> httpx.Response:
+            with contextlib.ExitStack() as this_try:
+                response = this_try.enter_context(
+                    client.stream(call.method, call.url, json=call.json, headers=call.headers, timeout=call.timeout)
+                )
+                if not response.is_success:
+                    response.read()  # the status error quotes the body
+                    return response
+                body = response.iter_bytes()
+                first = next(body, b"")
+                chunks[:] = [itertools.chain((first,), body)]
+                stack.enter_context(this_try.pop_all())  # keep it open until the caller's block ends
+                return response
+
+        _retry_loop(call, attempt, sleep=sleep, rng=rng)
+        yield chunks[0]
+
+
+@contextlib.asynccontextmanager
+async def astream_with_retries(
+    client: httpx.AsyncClient,
+    call: HttpCall,
+    *,
+    sleep: Callable[[float], Awaitable[None]],
+    rng: random.Random | None = None,
+) -> AsyncIterator[AsyncIterator[bytes]]:
+    """The async twin of :func:`stream_with_retries`."""
+    async with contextlib.AsyncExitStack() as stack:
+        chunks: list[AsyncIterator[bytes]] = []
+
+        async def attempt() -> httpx.Response:
+            async with contextlib.AsyncExitStack() as this_try:
+                response = await this_try.enter_async_context(
+                    client.stream(call.method, call.url, json=call.json, headers=call.headers, timeout=call.timeout)
+                )
+                if not response.is_success:
+                    await response.aread()
+                    return response
+                body = response.aiter_bytes()
+                first = await anext(body, b"")
+                chunks[:] = [_prepend(first, body)]
+                await stack.enter_async_context(this_try.pop_all())
+                return response
+
+        await _aretry_loop(call, attempt, sleep=sleep, rng=rng)
+        yield chunks[0]
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for chunk in rest:
+        yield chunk

@@ -12,30 +12,139 @@ import json
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
 
 from okaflow._constants import ENV_API_KEY, ENV_MODEL, ENV_MODEL_URL, HTTP_MAX_RETRIES
-from okaflow._errors import BackendError, BackendOutputError, ConfigurationError
+from okaflow._errors import BackendConnectionError, BackendError, BackendOutputError, ConfigurationError
 from okaflow._types import Provenance
 from okaflow.model_backend._http import (
     HttpCall,
     RetryPolicy,
     asend_with_retries,
+    astream_with_retries,
     default_timeout,
     send_with_retries,
+    stream_with_retries,
 )
 from okaflow.model_backend._protocol import UnderstandRequest, UnderstandResult, prompt_hash
 
-__all__ = ["AsyncOpenAIBackend", "OpenAIBackend"]
+__all__ = ["AsyncOpenAIBackend", "OpenAIBackend", "StreamDelta"]
 
 _NAME = "openai"
 # A leading <think>…</think> block; some chat templates open the tag in the prompt, so the reply
 # may start inside it and carry only the closing tag.
 _THINK = re.compile(r"^\s*(?:<think>)?(?P<reasoning>.*?)</think>\s*", re.DOTALL)
+_USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+@dataclass(frozen=True)
+class StreamDelta:
+    """One piece of a streamed chat completion (:meth:`OpenAIBackend.stream`, :meth:`AsyncOpenAIBackend.astream`).
+
+    Attributes:
+        text: The content added by this chunk (``""`` if none); the deltas joined are the whole answer.
+        reasoning: The reasoning added by this chunk, from the delta's ``reasoning_content`` or ``reasoning``.
+        finish_reason: Why generation stopped (``"stop"``, ``"length"``, …), on the chunk that ends it.
+        usage: Token counts, only on the last delta and only when the server sends them.
+    """
+
+    text: str = ""
+    reasoning: str = ""
+    finish_reason: str | None = None
+    usage: dict[str, int] | None = None
+
+
+class _SSEState:
+    """Splits a byte stream into server-sent-event lines and those into :class:`StreamDelta` s."""
+
+    def __init__(self, backend: str, url: str) -> None:
+        self.backend = backend
+        self.url = url
+        self.done = False
+        self.finished = False
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> Iterator[StreamDelta]:
+        """The deltas completed by ``chunk``, one line at a time; stops (sets ``done``) at ``data: [DONE]``."""
+        self._buffer += chunk
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for raw in lines:
+            delta = self._line(raw.decode("utf-8", errors="replace").rstrip("\r"))
+            if self.done:
+                return
+            if delta is not None:
+                yield delta
+
+    def end(self) -> Iterator[StreamDelta]:
+        """At the end of the body: the last unterminated line; a body cut before its end is an error."""
+        if not self.done and self._buffer:
+            yield from self.feed(b"\n")
+        if not self.done and not self.finished:
+            raise BackendConnectionError(
+                f"the stream from {self.url} ended before data: [DONE]",
+                backend=self.backend,
+                hint="the server closed the connection mid-answer: check its logs",
+            )
+
+    def broken(self, exc: Exception) -> BackendConnectionError:
+        """The typed error for a transport failure after the stream started (never retried)."""
+        return BackendConnectionError(
+            f"the stream from {self.url} broke mid-answer ({type(exc).__name__}: {exc or 'no detail'})",
+            backend=self.backend,
+            hint="not retried, as part of the answer was already delivered: call again for a whole answer",
+        )
+
+    def _line(self, line: str) -> StreamDelta | None:
+        if not line.startswith("data:"):
+            return None  # blank lines end events; ":" comments, event:, id: and retry: carry no data
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            self.done = True
+            return None
+        try:
+            data = json.loads(payload)
+        except ValueError as exc:
+            raise BackendOutputError(
+                f"a streamed line is not JSON ({exc})",
+                backend=self.backend,
+                raw=line,
+                hint="is base_url an OpenAI-compatible /v1 endpoint?",
+            ) from None
+        if not isinstance(data, dict):
+            raise BackendOutputError("a streamed line is not a JSON object", backend=self.backend, raw=line)
+        if "error" in data and not data.get("choices"):
+            error = data["error"]
+            said = error.get("message") if isinstance(error, dict) else error
+            raise BackendOutputError(f"the server reported an error mid-stream: {said}", backend=self.backend, raw=line)
+        choices = data.get("choices") or []
+        choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+        delta_in = choice.get("delta")
+        delta: dict[str, Any] = delta_in if isinstance(delta_in, dict) else {}
+        text = delta.get("content")
+        reasoning = next(
+            (r for r in (delta.get("reasoning_content"), delta.get("reasoning")) if isinstance(r, str) and r), ""
+        )
+        finish = choice.get("finish_reason")
+        usage_in = data.get("usage")
+        usage = (
+            {k: v for k, v in usage_in.items() if k in _USAGE_KEYS and isinstance(v, int)}
+            if isinstance(usage_in, dict)
+            else None
+        )
+        out = StreamDelta(
+            text=text if isinstance(text, str) else "",
+            reasoning=reasoning,
+            finish_reason=finish if isinstance(finish, str) else None,
+            usage=usage or None,
+        )
+        if out.finish_reason is not None:
+            self.finished = True
+        return None if out == StreamDelta() else out
 
 
 class _OpenAICommon:
@@ -113,6 +222,14 @@ class _OpenAICommon:
             base_url=self.base_url,
             backend=self.name,
         )
+
+    def _stream_call(self, request: UnderstandRequest) -> HttpCall:
+        body = self.build_body(request)
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        call = self._call("POST", f"{self.base_url}/chat/completions", body)
+        call.headers["Accept"] = "text/event-stream"
+        return call
 
     def build_body(self, request: UnderstandRequest) -> dict[str, Any]:
         """The ``/chat/completions`` JSON body for ``request``.
@@ -306,6 +423,34 @@ class OpenAIBackend(_OpenAICommon):
         )
         return self.parse_reply(request, response, time.perf_counter() - started)
 
+    def stream(self, request: UnderstandRequest) -> Iterator[StreamDelta]:
+        """POST the request with ``"stream": true`` and yield the answer as it is generated.
+
+        The body is :meth:`build_body`'s plus ``stream`` and ``stream_options.include_usage``. Retries (as
+        in :meth:`understand`) happen only before the first byte of the answer; the response is closed
+        when the iterator is exhausted or closed.
+
+        Raises:
+            BackendStatusError: A subclass per status, as for :meth:`understand`, after any retries.
+            BackendConnectionError: The server cannot be reached, or the stream broke after it started
+                (not retried). BackendTimeoutError: it did not start answering in time.
+            BackendOutputError: A streamed line is not JSON (``raw`` holds it).
+        """
+        call = self._stream_call(request)
+        state = _SSEState(self.name, call.url)
+        with stream_with_retries(self._client, call, sleep=self._sleep) as chunks:
+            while True:
+                try:
+                    chunk = next(chunks, None)
+                except httpx.TransportError as exc:
+                    raise state.broken(exc) from exc
+                if chunk is None:
+                    yield from state.end()
+                    return
+                yield from state.feed(chunk)
+                if state.done:
+                    return
+
     async def aunderstand(self, request: UnderstandRequest) -> UnderstandResult:
         """Run :meth:`understand` in a worker thread (use :class:`AsyncOpenAIBackend` for native async)."""
         return await asyncio.to_thread(self.understand, request)
@@ -407,6 +552,25 @@ class AsyncOpenAIBackend(_OpenAICommon):
             self._client, self._call("POST", f"{self.base_url}/chat/completions", body), sleep=self._sleep
         )
         return self.parse_reply(request, response, time.perf_counter() - started)
+
+    async def astream(self, request: UnderstandRequest) -> AsyncIterator[StreamDelta]:
+        """The async twin of :meth:`OpenAIBackend.stream` (the same body, retries and errors)."""
+        call = self._stream_call(request)
+        state = _SSEState(self.name, call.url)
+        async with astream_with_retries(self._client, call, sleep=self._sleep) as chunks:
+            while True:
+                try:
+                    chunk = await anext(chunks, None)
+                except httpx.TransportError as exc:
+                    raise state.broken(exc) from exc
+                if chunk is None:
+                    for delta in state.end():
+                        yield delta
+                    return
+                for delta in state.feed(chunk):
+                    yield delta
+                if state.done:
+                    return
 
     async def acheck_ready(self) -> list[str]:
         """The async twin of :meth:`OpenAIBackend.check_ready`."""
