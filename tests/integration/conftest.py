@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
-from pydicom.data import get_testdata_file
+from okaflow._case import resolve_image_path
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "cases"
@@ -13,8 +12,5 @@ EXAMPLE_CASES = ["chest-ct-followup", "brain-mri", "obstetric-ultrasound"]
 
 
 def pydicom_file(name: str) -> Path:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        found = get_testdata_file(name)
-    assert found is not None, name
-    return Path(str(found))
+    """A pydicom test file shipped in its wheel (CaseError if it does not ship one)."""
+    return resolve_image_path(f"pydicom:{name}", Path.cwd())

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
-from pydicom.data import get_testdata_file
 
 from okaflow import ConfigurationError
+from okaflow._case import resolve_image_path
 from okaflow.tools.generation import ClassicalGenerator, GenerationRequest
 from okaflow.tools.imaging import load_image, render_frame
 
 
 @pytest.fixture(scope="module")
 def images() -> dict[str, object]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ct, mr = get_testdata_file("CT_small.dcm"), get_testdata_file("MR_small.dcm")
-    a, b = load_image(str(ct)), load_image(str(mr))
+    a, b = (load_image(resolve_image_path(f"pydicom:{n}", Path.cwd())) for n in ("CT_small.dcm", "MR_small.dcm"))
     return {a.id: a, b.id: b}
 
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pydicom.data import get_testdata_file
 
 from okaflow import Case, Provenance
+from okaflow._case import resolve_image_path
 from okaflow.model_backend import UnderstandRequest, UnderstandResult, prompt_hash
 from okaflow.tools.fhir import (
     Coding,
@@ -30,11 +29,8 @@ CT_J2K_STUDY = "1.2.276.0.7230010.3.1.2.296485376.1.1521713414.1800996"
 
 
 def pydicom_file(name: str) -> Path:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        found = get_testdata_file(name)
-    assert found is not None, name
-    return Path(str(found))
+    """A pydicom test file shipped in its wheel (CaseError if it does not ship one)."""
+    return resolve_image_path(f"pydicom:{name}", Path.cwd())
 
 
 def _creatinine(n: int, value: float, day: str) -> ObservationFact:

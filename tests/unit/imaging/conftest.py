@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+
+from okaflow._case import resolve_image_path
 
 UID_ROOT = "1.2.826.0.1.3680043.8.498.4242"
 
 
 def testdata(name: str) -> Path:
-    """A bundled pydicom test file; skips the test where it would need a download."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # get_testdata_file warns about files it cannot fetch offline
-        found = get_testdata_file(name)
-    if found is None:
-        pytest.skip(f"pydicom test file {name} is not bundled")
-    return Path(str(found))
+    """A pydicom test file shipped in its wheel; a file it does not ship is an error, not a skip."""
+    return resolve_image_path(f"pydicom:{name}", Path.cwd())
 
 
 @pytest.fixture
