@@ -110,7 +110,7 @@ def _context_blocks(p: PatientContext) -> list[Block]:
                 cites=[a.id for a in p.allergies],
             )
         )
-    abnormal = [o for o in p.observations if (o.interpretation or "").upper() in {"H", "HH", "L", "LL", "A", "AA"}]
+    abnormal = [o for o in p.observations if o.is_abnormal]
     if abnormal:
         blocks.append(
             TableBlock(

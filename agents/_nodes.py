@@ -72,12 +72,15 @@ def _evidence(state: OKAState) -> list[Evidence]:
 
 
 def _retriever(config: AgentConfig, ctx: RunContext) -> KnowledgeRetriever:
+    """The configured retriever, else one over the patient's history and the case's documents, built once."""
     if config.knowledge is not None:
         return config.knowledge
-    sources: list[KnowledgeRetriever] = [BM25Retriever.from_patient(ctx.case.patient)]
-    if ctx.case.knowledge_dir is not None:
-        sources.append(BM25Retriever.from_directory(ctx.case.knowledge_dir))
-    return CombinedRetriever(sources)
+    if ctx.retriever is None:
+        sources: list[KnowledgeRetriever] = [BM25Retriever.from_patient(ctx.case.patient)]
+        if ctx.case.knowledge_dir is not None:
+            sources.append(BM25Retriever.from_directory(ctx.case.knowledge_dir))
+        ctx.retriever = CombinedRetriever(sources)
+    return ctx.retriever
 
 
 def build_nodes(config: AgentConfig) -> dict[str, Any]:

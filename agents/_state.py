@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 if TYPE_CHECKING:
     from okaflow._case import Case
+    from okaflow.tools.knowledge import KnowledgeRetriever
     from okaflow.tools.reporting import ArtifactStore
 
 __all__ = ["OKAState", "RunContext", "merge_evidence"]
@@ -69,8 +70,13 @@ class OKAState(TypedDict, total=False):
 
 @dataclass
 class RunContext:
-    """Per-run objects the nodes need but checkpoints must not hold."""
+    """Per-run objects the nodes need but checkpoints must not hold.
+
+    ``retriever`` is built by the knowledge step on first use (indexing the case's documents once per
+    run) unless the caller supplies one.
+    """
 
     case: Case
     run_dir: Path
     artifacts: ArtifactStore
+    retriever: KnowledgeRetriever | None = None

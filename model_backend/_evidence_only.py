@@ -23,8 +23,6 @@ from okaflow.model_backend._protocol import UnderstandRequest, UnderstandResult,
 
 __all__ = ["EvidenceOnlyAnalyst"]
 
-_ABNORMAL = {"H", "HH", "L", "LL", "A", "AA", "HU", "LU", ">", "<", "POS", "DET"}
-
 
 class EvidenceOnlyAnalyst:
     """Deterministic analyst over the evidence table; the honest default when no model is set.
@@ -111,8 +109,8 @@ def _tool_calls_still_needed(evidence: list[Evidence], ctx: dict[str, Any], tool
                 calls.append(ToolCall(tool="observation_trend", arguments={"key": key}))
     current, prior = ctx.get("image_ids", []), ctx.get("prior_image_ids", [])
     if "compare_images" in tools and current and prior:
+        compared = {(e.data.get("current"), e.data.get("prior")) for e in evidence if e.kind == "tool_output"}
         for cur, pri in zip(current, prior, strict=False):
-            compared = {(e.data.get("current"), e.data.get("prior")) for e in evidence if e.kind == "tool_output"}
             if (cur, pri) not in compared:
                 calls.append(ToolCall(tool="compare_images", arguments={"current": cur, "prior": pri}))
     question = ctx.get("question")
@@ -154,7 +152,7 @@ def _lab_claims(evidence: list[Evidence], section: Section) -> list[Claim]:
     for trend in (e for e in evidence if e.kind == "tool_output" and e.id.startswith("Trend/")):
         claims.append(Claim(section=section, kind="fact", text=_sentence(trend.summary), cites=[trend.id]))
     for obs in (e for e in evidence if e.kind == "observation"):
-        if str(obs.data.get("interpretation") or "").upper() in _ABNORMAL:
+        if obs.data.get("is_abnormal"):
             claims.append(Claim(section=section, kind="fact", text=_sentence(obs.summary), cites=[obs.id]))
     return claims
 

@@ -55,6 +55,10 @@ class Case:
     knowledge_dir: Path | None = None
     inputs: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Series grouping sorts every image; it is asked for on every node, so it is kept per image list.
+    _series: tuple[tuple[str, ...], list[ImageSeries]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     # -- loading -------------------------------------------------------------------------------
     @classmethod
@@ -203,7 +207,10 @@ class Case:
         """The images grouped by DICOM series (each non-DICOM image is a series of its own)."""
         from okaflow.tools.imaging import group_series
 
-        return group_series(self.images)
+        key = tuple(i.id for i in self.images)
+        if self._series is None or self._series[0] != key:
+            self._series = (key, group_series(self.images))
+        return self._series[1]
 
     @property
     def key_images(self) -> list[MedicalImage]:

@@ -141,6 +141,10 @@ def _prepare(case: Case | str | Path, workflow: Workflow | str | None, task: str
     return loaded, get_workflow(workflow or loaded.workflow or DEFAULT_WORKFLOW)
 
 
+def _initial_state(case: Case, wf: Workflow) -> dict[str, Any]:
+    return {"case_id": case.id, "workflow": wf.name, "task": case.task or ""}
+
+
 def _event_sink(run_dir: Path, on_event: EventHandler | None) -> EventHandler:
     log = run_dir / "events.jsonl"
 
@@ -288,7 +292,7 @@ def run(
         graph, ctx = _agent(loaded, wf, chosen, saver, run_dir, options)
         config = {"configurable": {"thread_id": thread_id}}
         for mode, chunk in graph.stream(
-            {"case_id": loaded.id, "workflow": wf.name, "task": loaded.task or ""},
+            _initial_state(loaded, wf),
             config,
             context=ctx,
             stream_mode=["custom", "updates"],
@@ -323,7 +327,7 @@ async def arun(
         graph, ctx = _agent(loaded, wf, chosen, saver, run_dir, options)
         config = {"configurable": {"thread_id": thread_id}}
         async for mode, chunk in graph.astream(
-            {"case_id": loaded.id, "workflow": wf.name, "task": loaded.task or ""},
+            _initial_state(loaded, wf),
             config,
             context=ctx,
             stream_mode=["custom", "updates"],

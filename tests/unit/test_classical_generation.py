@@ -27,7 +27,7 @@ def test_super_resolution_upscales_and_labels(images: dict[str, object]) -> None
     src = render_frame(images[ct_id])  # type: ignore[arg-type]
     out = res.images[0]
     assert out.width >= src.width * 4 and res.label.startswith("DERIVED") and not res.ai_generated
-    assert res.derived_from == [ct_id] and res.params_used == {"scale": 4, "method": "lanczos"}
+    assert res.derived_from == [ct_id] and res.params_used == {"scale": 4, "method": "lanczos", "effective_scales": [4]}
     # The label is burnt into the pixels: a dark band with light text across the top.
     band = np.asarray(out.convert("L"))[: out.height // 20]
     assert band.min() < 40 and band.max() > 215

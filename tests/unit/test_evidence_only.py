@@ -11,13 +11,13 @@ EVIDENCE = [
         id="Observation/1",
         kind="observation",
         summary="CRP 12 mg/L H",
-        data={"value": 12, "interpretation": "H", "trend_key": "crp"},
+        data={"value": 12, "interpretation": "H", "is_abnormal": True, "trend_key": "crp"},
     ),
     Evidence(
         id="Observation/2",
         kind="observation",
         summary="CRP 30 mg/L H",
-        data={"value": 30, "interpretation": "H", "trend_key": "crp"},
+        data={"value": 30, "interpretation": "H", "is_abnormal": True, "trend_key": "crp"},
     ),
     Evidence(id="Condition/c", kind="condition", summary="Asthma (active)", data={"is_active": True}),
 ]

@@ -7,6 +7,7 @@ the agent records the error as a tool output the model can read, instead of cras
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
@@ -107,6 +108,12 @@ class ObservationTrendTool:
         )
         if not points:
             raise ToolArgumentError(f"{self.name}: no repeated observation {key!r}", hint=f"keys: {sorted(series)}")
+        units = sorted({p.unit or "" for p in points})
+        if len(units) > 1:
+            raise ToolArgumentError(
+                f"{self.name}: {key!r} is recorded in different units {units}; a trend across them would mislead",
+                hint="convert the observations to one unit in the record",
+            )
         first, last = points[0], points[-1]
         unit = f" {last.unit}" if last.unit else ""
         values = " → ".join(f"{p.value:g}" for p in points if p.value is not None)
@@ -118,14 +125,8 @@ class ObservationTrendTool:
         )
         if last.interpretation:
             summary += f"; latest flagged {last.interpretation}"
-        slug = (
-            "".join(
-                ch if ch.isalnum() else "-"
-                for ch in (points[0].coding[0].code if points[0].coding and points[0].coding[0].code else last.text)
-            )
-            .strip("-")
-            .lower()
-        )
+        code = next((c.code for c in first.coding if c.code), last.text)
+        slug = re.sub(r"[^0-9a-z]+", "-", code.lower()).strip("-")
         return [
             Evidence(
                 id=f"Trend/{slug}",

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 from okaflow._types import Evidence
 
 __all__ = [
+    "ABNORMAL_INTERPRETATIONS",
     "AllergyFact",
     "Coding",
     "ConditionFact",
@@ -30,6 +31,10 @@ __all__ = [
 ]
 
 FHIRVersion = Literal["R4", "R4B", "R5"]
+
+# v3 ObservationInterpretation codes that mean "outside normal": high, low, critical, abnormal, off scale,
+# positive/detected. One definition for the report's table and the evidence-only analyst.
+ABNORMAL_INTERPRETATIONS = frozenset({"H", "HH", "HU", "L", "LL", "LU", "A", "AA", ">", "<", "POS", "DET"})
 
 _FROZEN = ConfigDict(frozen=True)
 
@@ -151,6 +156,12 @@ class ObservationFact(BaseModel):
     interpretation_computed: bool = False
     note: str | None = Field(default=None, description="Observation.note texts, joined.")
     components: list[ObservationFact] = Field(default_factory=list)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def is_abnormal(self) -> bool:
+        """The interpretation (given or computed) says the value is outside normal."""
+        return (self.interpretation or "").upper() in ABNORMAL_INTERPRETATIONS
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -129,17 +129,19 @@ def _super_resolution(
     scale = int(params.get("scale", 2))
     if scale not in (2, 3, 4):
         raise ConfigurationError(f"super-resolution scale {scale} is not supported", hint="use 2, 3 or 4")
-    out, captions = [], []
+    out, captions, effective_scales = [], [], []
     for img in sources:
         base = render_frame(img, frame="middle")
+        # Capped so no side exceeds the generation limit; the caption and params_used say so.
         effective = max(1, min(scale, GENERATION_MAX_SIDE // max(base.size)))
+        effective_scales.append(effective)
         size = (base.width * effective, base.height * effective)
         out.append(base.resize(size, Image.Resampling.LANCZOS))
         captions.append(
             f"{img.id} upscaled {effective}× by Lanczos interpolation "
             f"({base.width}×{base.height} → {size[0]}×{size[1]} px)"
         )
-    return out, captions, {"scale": scale, "method": "lanczos"}
+    return out, captions, {"scale": scale, "method": "lanczos", "effective_scales": effective_scales}
 
 
 def _comparison(
