@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "inspect":
             return _inspect(args, out)
         if args.command == "approve":
-            return _approve(args, out, err)
+            return _approve(args, out)
         return _workflows(out)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/red]")
@@ -207,7 +207,7 @@ def _report_result(result: Any, as_json: bool, out: Console) -> int:
     return EXIT_CODES["awaiting_approval"] if result.status == "awaiting_approval" else 0
 
 
-def _approve(args: argparse.Namespace, out: Console, err: Console) -> int:
+def _approve(args: argparse.Namespace, out: Console) -> int:
     from okaflow._run import approve
 
     result = approve(

@@ -361,6 +361,14 @@ def approve(
     if not manifest_path.exists():
         raise RunDirectoryError(f"{path} is not an okaflow run directory (no {RUN_MANIFEST})")
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    started_with = manifest["settings"].get("sinks", [])
+    given = [s.describe() for s in sinks]
+    if given != started_with:
+        # Publishing somewhere other than what the run (and the human reading it) was told would be silent drift.
+        raise ConfigurationError(
+            f"run {path} was started to publish to {started_with or 'nowhere'}, not {given or 'nowhere'}",
+            hint="approve with the same sinks (CLI: the same --publish-dir) the run was started with",
+        )
     loaded, wf = _prepare(case, workflow or manifest["workflow"], None)
     chosen = resolve_backend(backend)
     emit = _event_sink(path, on_event)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from okaflow._errors import ConfigurationError
@@ -60,7 +60,6 @@ class Workflow:
     frames: Literal["middle", "montage"] = "middle"
     knowledge_query: str | None = None
     description: str = ""
-    metadata: dict[str, Any] = field(default_factory=dict)
 
     def check(self, case: Case) -> None:
         """Raise a ConfigurationError naming what the case lacks for this workflow."""

@@ -130,3 +130,15 @@ def test_unreachable_model_server_is_a_backend_error(tmp_path: Path, capsys: pyt
 
 def test_model_flags_need_the_openai_backend(tmp_path: Path) -> None:
     assert main(["run", str(CASE), "--model", "x", "--out", str(tmp_path / "r"), "--quiet"]) == EXIT_CODES["usage"]
+
+
+def test_approve_refuses_a_different_destination(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    code = main(["run", str(CASE), "--out", str(out), "--publish-dir", str(tmp_path / "pub"), "--quiet"])
+    assert code == EXIT_CODES["awaiting_approval"]
+    assert (
+        main(["approve", str(out), str(CASE), "--yes", "--publish-dir", str(tmp_path / "other")])
+        == EXIT_CODES["config"]
+    )
+    assert "same --publish-dir" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
