@@ -6,6 +6,7 @@ and get the per-run :class:`~okaflow.agents.RunContext` from LangGraph's runtime
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,24 +14,31 @@ from typing import Any
 
 from langgraph.runtime import get_runtime
 from langgraph.types import interrupt
-from pydantic import ValidationError
 
-from okaflow._constants import DEFAULT_MAX_STEPS
-from okaflow._errors import BackendOutputError, ConfigurationError, OkaflowError
+from okaflow._constants import (
+    ANALYSIS_MAX_CLAIM_CHARS,
+    ANALYSIS_MAX_CLAIMS,
+    ANALYSIS_MAX_TOKENS,
+    DEFAULT_MAX_STEPS,
+)
+from okaflow._errors import ConfigurationError, OkaflowError
 from okaflow._types import Evidence, Provenance, utc_now
 from okaflow.agents._prompts import analysis_messages
 from okaflow.agents._state import OKAState, RunContext
 from okaflow.agents._verify import verify_claim
 from okaflow.model_backend import (
+    ChatMessage,
     ModelAnalysis,
     ModelImage,
+    ToolCall,
     UnderstandingBackend,
     UnderstandRequest,
     UnderstandResult,
+    VisualRequest,
     analysis_json_schema,
 )
 from okaflow.tools.analysis import AnalysisTool, ToolContext
-from okaflow.tools.generation import GenerationRequest, GenerationTool
+from okaflow.tools.generation import GENERATION_TASKS, GenerationRequest, GenerationTool
 from okaflow.tools.imaging import fit_to_policy, render_for_model, render_montage
 from okaflow.tools.knowledge import BM25Retriever, CombinedRetriever, KnowledgeRetriever
 from okaflow.tools.publish import ReportSink
@@ -51,6 +59,9 @@ class AgentConfig:
     seed: int | None = 0
     sinks: tuple[ReportSink, ...] = ()
     require_approval: bool = True
+    max_tokens: int = ANALYSIS_MAX_TOKENS
+    max_claims: int = ANALYSIS_MAX_CLAIMS
+    max_claim_chars: int = ANALYSIS_MAX_CLAIM_CHARS
 
 
 def _ctx() -> RunContext:
@@ -131,7 +142,8 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
         _emit("knowledge", f"{len(hits)} passages for {query!r}")
         return {"evidence": [h.model_dump(mode="json") for h in hits]}
 
-    def _request(state: OKAState) -> tuple[UnderstandRequest, int, bool]:
+    def _requests(state: OKAState) -> tuple[list[UnderstandRequest], int, bool]:
+        """This step's request(s): one, or one per batch of images when the backend limits images per prompt."""
         ctx = _ctx()
         step = state.get("step", 0) + 1
         final = step >= config.max_steps
@@ -148,47 +160,71 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
         ]
         errors = [f"{t['tool']}: {t['error']}" for t in state.get("tool_log", []) if t.get("error")]
         case = ctx.case
-        request = UnderstandRequest(
-            purpose="analysis",
-            messages=analysis_messages(
-                wf,
-                state["task"],
-                evidence,
-                offered,
-                [m.evidence_id for m in model_images],
-                errors,
-                final=final,
-            ),
-            images=model_images,
-            evidence=evidence,
-            response_schema=analysis_json_schema(),
-            schema_name="ModelAnalysis",
-            task=state["task"],
-            workflow=wf.name,
-            seed=config.seed,
-            context={
-                "step": step,
-                "available_tools": sorted(offered),
-                "sections": list(wf.sections),
-                "image_ids": [i.id for i in case.current_images],
-                "prior_image_ids": [i.id for i in case.prior_images],
-                "suggested_visuals": wf.visuals(case),
-                "question": state["task"],
-                "tool_history": [{"tool": t["tool"], "arguments": t["arguments"]} for t in state.get("tool_log", [])],
-            },
+        image_ids = [i.id for i in case.images]
+        schema = analysis_json_schema(
+            evidence_ids=[e.id for e in evidence],
+            sections=wf.sections,
+            tools={n: t.parameters for n, t in offered.items()},
+            visual_tasks=_visual_tasks(config.generator) if not final else [],
+            image_ids=image_ids,
+            max_claims=config.max_claims,
+            max_claim_chars=config.max_claim_chars,
         )
-        return request, step, final
+        limit = getattr(config.backend, "max_images_per_request", None)
+        batches = _batches(model_images, limit)
+        requests = []
+        for index, batch in enumerate(batches):
+            messages = analysis_messages(
+                wf, state["task"], evidence, offered, [m.evidence_id for m in batch], errors, final=final
+            )
+            if len(batches) > 1:
+                note = (
+                    f"This request carries image batch {index + 1} of {len(batches)} (the server accepts at most "
+                    f"{limit} image(s) per prompt); the other images are analysed in separate requests."
+                )
+                messages = [*messages[:-1], ChatMessage(role="user", content=messages[-1].content + "\n\n" + note)]
+            requests.append(
+                UnderstandRequest(
+                    purpose="analysis",
+                    messages=messages,
+                    images=batch,
+                    evidence=evidence,
+                    response_schema=schema,
+                    schema_name="ModelAnalysis",
+                    task=state["task"],
+                    workflow=wf.name,
+                    seed=config.seed,
+                    max_tokens=config.max_tokens,
+                    context={
+                        "step": step,
+                        "available_tools": sorted(offered),
+                        "sections": list(wf.sections),
+                        "image_ids": [i.id for i in case.current_images],
+                        "prior_image_ids": [i.id for i in case.prior_images],
+                        "suggested_visuals": wf.visuals(case),
+                        "question": state["task"],
+                        "tool_history": [
+                            {"tool": t["tool"], "arguments": t["arguments"]} for t in state.get("tool_log", [])
+                        ],
+                        "batch": index,
+                    },
+                )
+            )
+        return requests, step, final
 
-    def _absorb(result: UnderstandResult, step: int, final: bool) -> dict[str, Any]:
-        analysis = _parse_analysis(result, config.backend.name)
+    def _absorb(results: list[UnderstandResult], step: int, final: bool) -> dict[str, Any]:
+        parts = [result.as_model(ModelAnalysis) for result in results]
+        analysis = _merge_analyses(parts)
         update: dict[str, Any] = {
             "step": step,
             "analyses": [
                 {
                     "step": step,
-                    "provenance": result.provenance.model_dump(mode="json"),
+                    "provenance": results[0].provenance.model_dump(mode="json"),
+                    "batch_provenance": [r.provenance.model_dump(mode="json") for r in results],
+                    "claim_batches": [i for i, part in enumerate(parts) for _ in part.claims],
                     "analysis": analysis.model_dump(mode="json"),
-                    "reasoning": result.reasoning,
+                    "reasoning": "\n\n".join(r.reasoning for r in results if r.reasoning) or None,
                 }
             ],
             "pending_tool_calls": [] if final else [c.model_dump(mode="json") for c in analysis.tool_calls],
@@ -204,15 +240,19 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
     def analyze(state: OKAState) -> dict[str, Any]:
         """Ask the backend for claims (or tool calls) over the evidence and images.
 
+        One request per step, or one per batch of images when the backend takes fewer images per
+        prompt than the case has (``backend.max_images_per_request``); the answers are merged.
+
         Reads: ``evidence``, ``model_images``, ``task``, ``step``, ``tool_log``.
         Writes: ``step``, ``analyses``, ``pending_tool_calls``, ``visual_requests``, ``warnings``.
         """
-        request, step, final = _request(state)
-        return _absorb(config.backend.understand(request), step, final)
+        requests, step, final = _requests(state)
+        return _absorb([config.backend.understand(r) for r in requests], step, final)
 
     async def aanalyze(state: OKAState) -> dict[str, Any]:
-        request, step, final = _request(state)
-        return _absorb(await config.backend.aunderstand(request), step, final)
+        requests, step, final = _requests(state)
+        results = await asyncio.gather(*(config.backend.aunderstand(r) for r in requests))
+        return _absorb(list(results), step, final)
 
     def tools(state: OKAState) -> dict[str, Any]:
         """Run the tool calls the last analysis asked for; results become evidence.
@@ -309,13 +349,15 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
         analysis = ModelAnalysis.model_validate(last["analysis"])
         table = {e.id: e for e in _evidence(state)}
         claims = []
-        for claim in analysis.claims:
+        batches = last.get("batch_provenance") or [last["provenance"]]
+        claim_batches = last.get("claim_batches") or [0] * len(analysis.claims)
+        for claim, batch in zip(analysis.claims, claim_batches, strict=True):
             flags = verify_claim(claim, table, backend_sees_images=config.backend.is_model)
             claims.append(
                 {
                     **claim.model_dump(mode="json"),
                     "flags": [f.model_dump(mode="json") for f in flags],
-                    "provenance": last["provenance"],
+                    "provenance": batches[batch],
                 }
             )
         flagged = sum(1 for c in claims if c["flags"])
@@ -395,17 +437,32 @@ def _ref(data: dict[str, Any]) -> ArtifactRef:
     return ArtifactRef.model_validate(data)
 
 
-def _parse_analysis(result: UnderstandResult, backend: str) -> ModelAnalysis:
-    """Validate the backend's answer into ModelAnalysis; a typed error with the raw text otherwise."""
-    try:
-        if result.parsed is not None:
-            return ModelAnalysis.model_validate(result.parsed)
-        return ModelAnalysis.model_validate_json(result.text)
-    except ValidationError as exc:
-        raise BackendOutputError(
-            f"the answer does not match the analysis schema: {exc.errors()[0]['msg']} at "
-            f"{'.'.join(str(p) for p in exc.errors()[0]['loc'])}",
-            backend=backend,
-            raw=result.text,
-            hint="use a backend with structured output (response_format json_schema)",
-        ) from None
+def _visual_tasks(generator: GenerationTool | None) -> list[str]:
+    """The generation tasks a visual request may name: those the configured generator can do."""
+    if generator is None:
+        return []
+    return [task for task in GENERATION_TASKS if generator.supports(task)]
+
+
+def _batches(images: list[ModelImage], limit: int | None) -> list[list[ModelImage]]:
+    """``images`` in groups of at most ``limit`` (one group, possibly empty, without a limit)."""
+    if not limit or len(images) <= limit:
+        return [images]
+    return [images[i : i + limit] for i in range(0, len(images), limit)]
+
+
+def _merge_analyses(parts: list[ModelAnalysis]) -> ModelAnalysis:
+    """One analysis from per-batch answers: claims in batch order, calls and requests without repeats."""
+    if len(parts) == 1:
+        return parts[0]
+    calls: list[ToolCall] = []
+    visuals: list[VisualRequest] = []
+    for part in parts:
+        calls += [c for c in part.tool_calls if c not in calls]
+        visuals += [v for v in part.visual_requests if v not in visuals]
+    return ModelAnalysis(
+        claims=[c for part in parts for c in part.claims],
+        tool_calls=calls,
+        visual_requests=visuals,
+        done=all(part.done for part in parts),
+    )

@@ -1,4 +1,5 @@
-"""Understanding backends: the protocol, the analysis schema, the evidence-only default, and OpenAI-compatible clients.
+"""Understanding backends: the protocol, the analysis schema, the evidence-only default, OpenAI-compatible
+clients, and a launcher for vLLM servers.
 
 The backend error classes (:class:`BackendStatusError` and its per-status subclasses, connection and
 timeout errors) are re-exported here for users of :class:`OpenAIBackend` / :class:`AsyncOpenAIBackend`.
@@ -8,11 +9,14 @@ from okaflow._errors import (
     BackendAuthenticationError,
     BackendBadRequestError,
     BackendConnectionError,
+    BackendContextLengthError,
     BackendError,
+    BackendImageLimitError,
     BackendNotFoundError,
     BackendOutputError,
     BackendPermissionDeniedError,
     BackendRateLimitedError,
+    BackendSchemaError,
     BackendServerError,
     BackendStatusError,
     BackendTimeoutError,
@@ -27,26 +31,32 @@ from okaflow.model_backend._analysis import (
     analysis_json_schema,
 )
 from okaflow.model_backend._evidence_only import EvidenceOnlyAnalyst
-from okaflow.model_backend._openai import AsyncOpenAIBackend, OpenAIBackend, StreamDelta
+from okaflow.model_backend._openai import UNIMEDVL_CHAT_TEMPLATE, AsyncOpenAIBackend, OpenAIBackend, StreamDelta
 from okaflow.model_backend._protocol import (
     ChatMessage,
     ModelImage,
     UnderstandingBackend,
     UnderstandRequest,
     UnderstandResult,
+    json_schema_for,
     prompt_hash,
 )
+from okaflow.model_backend._server import VLLMServer, free_port
 
 __all__ = [
+    "UNIMEDVL_CHAT_TEMPLATE",
     "AsyncOpenAIBackend",
     "BackendAuthenticationError",
     "BackendBadRequestError",
     "BackendConnectionError",
+    "BackendContextLengthError",
     "BackendError",
+    "BackendImageLimitError",
     "BackendNotFoundError",
     "BackendOutputError",
     "BackendPermissionDeniedError",
     "BackendRateLimitedError",
+    "BackendSchemaError",
     "BackendServerError",
     "BackendStatusError",
     "BackendTimeoutError",
@@ -63,7 +73,10 @@ __all__ = [
     "UnderstandRequest",
     "UnderstandResult",
     "UnderstandingBackend",
+    "VLLMServer",
     "VisualRequest",
     "analysis_json_schema",
+    "free_port",
+    "json_schema_for",
     "prompt_hash",
 ]

@@ -14,6 +14,7 @@ import email.utils
 import itertools
 import json
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from okaflow._errors import (
     BackendAuthenticationError,
     BackendBadRequestError,
     BackendConnectionError,
+    BackendContextLengthError,
     BackendError,
     BackendNotFoundError,
     BackendPermissionDeniedError,
@@ -65,6 +67,8 @@ _RETRYABLE_TRANSPORT = (
     httpx.RemoteProtocolError,
 )
 _MAX_BODY_IN_MESSAGE = 500
+# vLLM: "At most 1 image(s) may be provided in one prompt."
+_IMAGE_LIMIT = re.compile(r"at most \d+ image", re.IGNORECASE)
 
 
 def default_timeout() -> httpx.Timeout:
@@ -157,7 +161,20 @@ def _status_error(response: httpx.Response, *, attempts: int, base_url: str, bac
         cls = BackendBadRequestError
         lowered = said.lower()
         if ("context" in lowered and ("length" in lowered or "window" in lowered)) or "too long" in lowered:
+            cls = BackendContextLengthError
             hint = "the prompt and max_tokens exceed the model's context: send fewer or smaller images or fewer tokens"
+        elif "chat template" in lowered and "trust" in lowered:
+            hint = (
+                "this server refuses request-level chat templates: pin the template on the server "
+                "(vLLM --chat-template FILE; VLLMServer(chat_template=...)) and drop chat_template= from the "
+                "backend, or start vLLM with --trust-request-chat-template "
+                "(VLLMServer(trust_request_chat_template=True))"
+            )
+        elif _IMAGE_LIMIT.search(said):
+            hint = (
+                "the server takes fewer images per prompt: pass max_images_per_request= to the backend "
+                "(the agent then splits images into batches), or raise the server's --limit-mm-per-prompt"
+            )
         else:
             hint = "the server refused the request as sent: check max_tokens, image count and response_format support"
     elif code == 401:

@@ -20,7 +20,13 @@ from typing import Any, Self
 import httpx
 
 from okaflow._constants import ENV_API_KEY, ENV_MODEL, ENV_MODEL_URL, HTTP_MAX_RETRIES
-from okaflow._errors import BackendConnectionError, BackendError, BackendOutputError, ConfigurationError
+from okaflow._errors import (
+    BackendConnectionError,
+    BackendError,
+    BackendImageLimitError,
+    BackendOutputError,
+    ConfigurationError,
+)
 from okaflow._types import Provenance
 from okaflow.model_backend._http import (
     HttpCall,
@@ -33,7 +39,18 @@ from okaflow.model_backend._http import (
 )
 from okaflow.model_backend._protocol import UnderstandRequest, UnderstandResult, prompt_hash
 
-__all__ = ["AsyncOpenAIBackend", "OpenAIBackend", "StreamDelta"]
+__all__ = ["UNIMEDVL_CHAT_TEMPLATE", "AsyncOpenAIBackend", "OpenAIBackend", "StreamDelta"]
+
+# UniMedVL (like BAGEL) was trained on role-less segments: "<|im_start|>TEXT<|im_end|>", no
+# system/user/assistant names. Send it per request (chat_template=) or pin it on the server
+# (vLLM --chat-template FILE). Content is rendered as a string, so vLLM inserts its own image
+# placeholders; the generation prompt opens a segment for the answer.
+UNIMEDVL_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>' }}{% endif %}"
+)
 
 _NAME = "openai"
 # A leading <think>…</think> block; some chat templates open the tag in the prompt, so the reply
@@ -163,6 +180,7 @@ class _OpenAICommon:
         max_retries: int,
         chat_template: str | None,
         extra_body: dict[str, Any] | None,
+        max_images_per_request: int | None,
     ) -> None:
         url = base_url or os.environ.get(ENV_MODEL_URL)
         if not url:
@@ -188,8 +206,11 @@ class _OpenAICommon:
         else:
             self.timeout = httpx.Timeout(timeout)
         self.max_retries = max_retries
+        if max_images_per_request is not None and max_images_per_request < 1:
+            raise ConfigurationError(f"max_images_per_request must be 1 or more, not {max_images_per_request}")
         self.chat_template = chat_template
         self.extra_body = dict(extra_body or {})
+        self.max_images_per_request = max_images_per_request
         self._policy = RetryPolicy(max_retries=max_retries)
 
     @property
@@ -235,8 +256,18 @@ class _OpenAICommon:
         """The ``/chat/completions`` JSON body for ``request``.
 
         Raises:
+            BackendImageLimitError: More images than ``max_images_per_request``.
             BackendError: The request has images but no user message to attach them to.
         """
+        limit = self.max_images_per_request
+        if limit is not None and len(request.images) > limit:
+            raise BackendImageLimitError(
+                f"the request carries {len(request.images)} images; {self.model} at {self.base_url} "
+                f"takes at most {limit} per prompt",
+                count=len(request.images),
+                limit=limit,
+                backend=self.name,
+            )
         messages: list[dict[str, Any]] = [{"role": m.role, "content": m.content} for m in request.messages]
         if request.images:
             last_user = next((i for i in range(len(messages) - 1, -1, -1) if messages[i]["role"] == "user"), None)
@@ -372,8 +403,12 @@ class OpenAIBackend(_OpenAICommon):
         max_retries: Retries after the first attempt on 408/409/429/5xx, connection errors and timeouts.
         http_client: An ``httpx.Client`` to use (transports, proxies, TLS); it is not closed by this backend.
             Without one, the backend creates and owns a client; close it with :meth:`close` or ``with``.
-        chat_template: A request-level chat template (vLLM accepts one; role-less models such as UniMedVL need it).
+        chat_template: A request-level chat template (vLLM accepts one; role-less models such as UniMedVL need
+            it: :data:`UNIMEDVL_CHAT_TEMPLATE`). The alternative is to pin it on the server (``--chat-template``).
         extra_body: Extra top-level fields merged into every request body last (they override okaflow's).
+        max_images_per_request: The server's per-prompt image limit (vLLM ``--limit-mm-per-prompt``): a request
+            over it raises :class:`~okaflow.BackendImageLimitError` before sending, and the OKA agent splits
+            a step's images into batches of this size. ``None``: no limit known.
         sleep: How to wait between retries (tests pass a recorder); default :func:`time.sleep`.
 
     Raises:
@@ -391,6 +426,7 @@ class OpenAIBackend(_OpenAICommon):
         http_client: httpx.Client | None = None,
         chat_template: str | None = None,
         extra_body: dict[str, Any] | None = None,
+        max_images_per_request: int | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
         super().__init__(
@@ -401,6 +437,7 @@ class OpenAIBackend(_OpenAICommon):
             max_retries=max_retries,
             chat_template=chat_template,
             extra_body=extra_body,
+            max_images_per_request=max_images_per_request,
         )
         self._owns_client = http_client is None
         self._client = http_client if http_client is not None else httpx.Client(timeout=self.timeout)
@@ -501,6 +538,7 @@ class AsyncOpenAIBackend(_OpenAICommon):
         http_client: An ``httpx.AsyncClient`` to use; not closed by this backend.
         chat_template: A request-level chat template sent as ``chat_template``.
         extra_body: Extra top-level fields merged into every request body last.
+        max_images_per_request: The server's per-prompt image limit (see :class:`OpenAIBackend`).
         sleep: An async wait between retries; default :func:`asyncio.sleep`.
 
     Raises:
@@ -518,6 +556,7 @@ class AsyncOpenAIBackend(_OpenAICommon):
         http_client: httpx.AsyncClient | None = None,
         chat_template: str | None = None,
         extra_body: dict[str, Any] | None = None,
+        max_images_per_request: int | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(
@@ -528,6 +567,7 @@ class AsyncOpenAIBackend(_OpenAICommon):
             max_retries=max_retries,
             chat_template=chat_template,
             extra_body=extra_body,
+            max_images_per_request=max_images_per_request,
         )
         self._owns_client = http_client is None
         self._client = http_client if http_client is not None else httpx.AsyncClient(timeout=self.timeout)

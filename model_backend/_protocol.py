@@ -9,11 +9,14 @@ messages a VLM reads and the structured evidence table, so a backend that does n
 from __future__ import annotations
 
 import base64
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from okaflow._errors import BackendSchemaError
 from okaflow._types import Evidence, Provenance, content_hash
+
+M = TypeVar("M", bound=BaseModel)
 
 __all__ = [
     "ChatMessage",
@@ -21,6 +24,7 @@ __all__ = [
     "UnderstandRequest",
     "UnderstandResult",
     "UnderstandingBackend",
+    "json_schema_for",
     "prompt_hash",
 ]
 
@@ -69,11 +73,58 @@ class UnderstandRequest(BaseModel):
 
 
 class UnderstandResult(BaseModel):
+    """A backend's answer: the text (``<think>`` reasoning split off), the parsed JSON, and provenance."""
+
     model_config = ConfigDict(frozen=True)
     text: str
     parsed: dict[str, Any] | None = None
     reasoning: str | None = None
     provenance: Provenance
+
+    def as_model(self, model: type[M]) -> M:
+        """Validate the answer into ``model`` (the pydantic model whose schema was asked for).
+
+        Raises:
+            BackendSchemaError: The answer does not validate; ``raw`` holds the text, ``errors`` the details.
+        """
+        try:
+            if self.parsed is not None:
+                return model.model_validate(self.parsed)
+            return model.model_validate_json(self.text)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "the top level"
+            raise BackendSchemaError(
+                f"the answer does not match {model.__name__}: {first['msg']} at {where}",
+                backend=self.provenance.backend,
+                raw=self.text,
+                errors=[dict(e) for e in exc.errors()],
+                hint="serve the model with structured output (vLLM --structured-outputs-config) and send the schema",
+            ) from None
+
+
+def json_schema_for(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s JSON Schema in the strict form structured-output servers want.
+
+    Every object lists all its properties as required and forbids others (OpenAI's strict mode;
+    vLLM's guided decoding then never leaves a field out). Send it as ``response_schema`` and read
+    the answer back with :meth:`UnderstandResult.as_model`.
+    """
+    schema = model.model_json_schema()
+    _strictify(schema)
+    return schema
+
+
+def _strictify(node: Any) -> None:
+    if isinstance(node, dict):
+        if node.get("type") == "object" and isinstance(node.get("properties"), dict):
+            node["required"] = list(node["properties"])
+            node.setdefault("additionalProperties", False)
+        for value in node.values():
+            _strictify(value)
+    elif isinstance(node, list):
+        for item in node:
+            _strictify(item)
 
 
 @runtime_checkable

@@ -21,11 +21,14 @@ from okaflow._errors import (
     BackendAuthenticationError,
     BackendBadRequestError,
     BackendConnectionError,
+    BackendContextLengthError,
     BackendError,
+    BackendImageLimitError,
     BackendNotFoundError,
     BackendOutputError,
     BackendPermissionDeniedError,
     BackendRateLimitedError,
+    BackendSchemaError,
     BackendServerError,
     BackendStatusError,
     BackendTimeoutError,
@@ -52,7 +55,7 @@ if TYPE_CHECKING:
     from okaflow._case import Case
     from okaflow._run import RunResult, approve, arun, run
     from okaflow.agents import create_oka_agent
-    from okaflow.model_backend import AsyncOpenAIBackend, EvidenceOnlyAnalyst, OpenAIBackend
+    from okaflow.model_backend import AsyncOpenAIBackend, EvidenceOnlyAnalyst, OpenAIBackend, VLLMServer
     from okaflow.tools.reporting import Report
     from okaflow.workflows import Workflow, get_workflow, list_workflows, register_workflow
 
@@ -62,11 +65,14 @@ __all__ = [
     "BackendAuthenticationError",
     "BackendBadRequestError",
     "BackendConnectionError",
+    "BackendContextLengthError",
     "BackendError",
+    "BackendImageLimitError",
     "BackendNotFoundError",
     "BackendOutputError",
     "BackendPermissionDeniedError",
     "BackendRateLimitedError",
+    "BackendSchemaError",
     "BackendServerError",
     "BackendStatusError",
     "BackendTimeoutError",
@@ -93,6 +99,7 @@ __all__ = [
     "RunResult",
     "UnsupportedImageError",
     "UnsupportedTransferSyntaxError",
+    "VLLMServer",
     "Workflow",
     "__version__",
     "approve",
@@ -115,6 +122,7 @@ _LAZY = {
     "EvidenceOnlyAnalyst": "okaflow.model_backend",
     "AsyncOpenAIBackend": "okaflow.model_backend",
     "OpenAIBackend": "okaflow.model_backend",
+    "VLLMServer": "okaflow.model_backend",
     "Report": "okaflow.tools.reporting",
     "Workflow": "okaflow.workflows",
     "get_workflow": "okaflow.workflows",

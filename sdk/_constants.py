@@ -20,6 +20,16 @@ MAX_TOTAL_PIXELS = 400_000_000
 DEFAULT_MAX_STEPS = 6
 DEFAULT_WORKFLOW = "radiology-report"
 
+# Bounds on one structured analysis answer (the response_format schema carries them, so guided
+# decoding stops a runaway model instead of running to max_tokens).
+ANALYSIS_MAX_CLAIMS = 16
+ANALYSIS_MAX_CLAIM_CHARS = 600
+ANALYSIS_MAX_CITES = 8
+ANALYSIS_MAX_TOOL_CALLS = 4
+ANALYSIS_MAX_VISUALS = 4
+# Room for a whole bounded answer (16 claims of 600 characters is about 3,000 tokens).
+ANALYSIS_MAX_TOKENS = 4096
+
 # Labels.
 SYNTHETIC_LABEL = "AI-GENERATED — NOT FOR DIAGNOSIS"
 DERIVED_LABEL = "DERIVED — NOT FOR DIAGNOSIS"
@@ -29,6 +39,7 @@ ENV_RUNS_DIR = "OKAFLOW_RUNS_DIR"
 ENV_MODEL_URL = "OKAFLOW_MODEL_URL"
 ENV_MODEL = "OKAFLOW_MODEL"
 ENV_API_KEY = "OKAFLOW_API_KEY"
+ENV_VLLM_PYTHON = "OKAFLOW_VLLM_PYTHON"
 
 # HTTP model backends: every call is bounded in time. The read timeout covers a whole generation.
 HTTP_CONNECT_TIMEOUT_S = 5.0
@@ -41,6 +52,10 @@ HTTP_MAX_RETRIES = 3
 HTTP_BACKOFF_BASE_S = 0.5
 HTTP_BACKOFF_CAP_S = 8.0
 HTTP_RETRY_AFTER_CAP_S = 60.0
+
+# vLLM servers started by okaflow (`okaflow model serve`, the tests): a 14B model can take minutes to load.
+VLLM_READY_TIMEOUT_S = 600.0
+VLLM_STOP_TIMEOUT_S = 20.0
 
 DEFAULT_RUNS_DIR = "runs"
 

@@ -18,10 +18,13 @@
     │       └── UnsupportedImageError
     ├── BackendError                a model or generation backend failed
     │   ├── BackendOutputError      the backend answered, but not with what was asked
+    │   │   └── BackendSchemaError  the answer is JSON but does not validate against the asked schema
+    │   ├── BackendImageLimitError  more images than the backend takes in one prompt
     │   ├── BackendConnectionError  the backend's server cannot be reached (refused, reset, DNS)
     │   ├── BackendTimeoutError     the backend's server did not answer in time
     │   └── BackendStatusError      the server answered with an HTTP error status
-    │       ├── BackendBadRequestError        400: refused as sent (e.g. context length exceeded)
+    │       ├── BackendBadRequestError        400: refused as sent
+    │       │   └── BackendContextLengthError 400: the prompt and max_tokens exceed the context
     │       ├── BackendAuthenticationError    401: missing or wrong API key
     │       ├── BackendPermissionDeniedError  403: key valid, but not for this
     │       ├── BackendNotFoundError          404: wrong URL or model name
@@ -48,11 +51,14 @@ __all__ = [
     "BackendAuthenticationError",
     "BackendBadRequestError",
     "BackendConnectionError",
+    "BackendContextLengthError",
     "BackendError",
+    "BackendImageLimitError",
     "BackendNotFoundError",
     "BackendOutputError",
     "BackendPermissionDeniedError",
     "BackendRateLimitedError",
+    "BackendSchemaError",
     "BackendServerError",
     "BackendStatusError",
     "BackendTimeoutError",
@@ -184,6 +190,43 @@ class BackendOutputError(BackendError):
         self.raw = raw
 
 
+class BackendSchemaError(BackendOutputError):
+    """The answer parsed, but does not validate against the schema or model it was asked for.
+
+    Attributes:
+        raw: The answer's text. errors: The validation errors (pydantic's ``errors()`` form).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        backend: str | None = None,
+        raw: str | None = None,
+        errors: list[dict[str, object]] | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, backend=backend, raw=raw, hint=hint)
+        self.errors = errors or []
+
+
+class BackendImageLimitError(BackendError):
+    """A request carries more images than the backend accepts in one prompt (raised before sending).
+
+    Attributes:
+        count: Images in the request. limit: The most the backend takes.
+    """
+
+    def __init__(self, message: str, *, count: int, limit: int, backend: str | None = None) -> None:
+        super().__init__(
+            message,
+            backend=backend,
+            hint="send fewer images per request; the OKA agent splits them into batches by itself",
+        )
+        self.count = count
+        self.limit = limit
+
+
 class BackendConnectionError(BackendError):
     """The backend's server cannot be reached: connection refused or reset, DNS failure, dropped stream."""
 
@@ -221,6 +264,10 @@ class BackendStatusError(BackendError):
 
 class BackendBadRequestError(BackendStatusError):
     """400: the server refused the request as sent (e.g. the prompt exceeds the context length)."""
+
+
+class BackendContextLengthError(BackendBadRequestError):
+    """400: the prompt (text and image tokens) plus ``max_tokens`` exceed the model's context length."""
 
 
 class BackendAuthenticationError(BackendStatusError):

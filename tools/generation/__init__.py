@@ -1,9 +1,10 @@
 """Generation tools: the protocol, and the classical default that needs no model."""
 
-from okaflow.tools.generation._classical import GENERATIVE_TASKS, ClassicalGenerator
+from okaflow.tools.generation._classical import GENERATION_TASKS, GENERATIVE_TASKS, ClassicalGenerator
 from okaflow.tools.generation._protocol import GenerationRequest, GenerationResult, GenerationTool
 
 __all__ = [
+    "GENERATION_TASKS",
     "GENERATIVE_TASKS",
     "ClassicalGenerator",
     "GenerationRequest",

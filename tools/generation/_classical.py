@@ -30,12 +30,14 @@ from okaflow.tools.imaging import (
 )
 from okaflow.tools.reporting import stamp_label
 
-__all__ = ["GENERATIVE_TASKS", "ClassicalGenerator"]
+__all__ = ["GENERATION_TASKS", "GENERATIVE_TASKS", "ClassicalGenerator"]
 
 GENERATIVE_TASKS = frozenset(
     {"text_to_image", "virtual_staining", "modality_translation", "counterfactual", "reconstruction"}
 )
 _CLASSICAL_TASKS = frozenset({"window", "super_resolution", "comparison", "montage"})
+# Every task a visual request can name, classical first.
+GENERATION_TASKS: tuple[str, ...] = ("window", "super_resolution", "comparison", "montage", *sorted(GENERATIVE_TASKS))
 
 
 class ClassicalGenerator:
