@@ -19,7 +19,13 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
-from okaflow._constants import DEFAULT_MAX_STEPS, DEFAULT_WORKFLOW
+from okaflow._constants import (
+    ANALYSIS_MAX_CLAIM_CHARS,
+    ANALYSIS_MAX_CLAIMS,
+    ANALYSIS_MAX_TOKENS,
+    DEFAULT_MAX_STEPS,
+    DEFAULT_WORKFLOW,
+)
 from okaflow._errors import ConfigurationError
 from okaflow.agents._nodes import AgentConfig, build_nodes
 from okaflow.agents._state import OKAState, RunContext
@@ -45,6 +51,9 @@ def create_oka_agent(
     seed: int | None = 0,
     sinks: Sequence[ReportSink] = (),
     require_approval: bool = True,
+    max_tokens: int = ANALYSIS_MAX_TOKENS,
+    max_claims: int = ANALYSIS_MAX_CLAIMS,
+    max_claim_chars: int = ANALYSIS_MAX_CLAIM_CHARS,
 ) -> CompiledStateGraph[OKAState, RunContext, OKAState, OKAState]:
     """Build the compiled OKA graph.
 
@@ -60,6 +69,9 @@ def create_oka_agent(
         seed: Passed to the backend and the generator.
         sinks: Destinations outside the run directory, written after approval.
         require_approval: Ask a human (``interrupt``) before writing to any sink.
+        max_tokens: The answer budget of each analysis call.
+        max_claims: Most claims per analysis answer. max_claim_chars: Longest claim. Both go into the
+            ``response_format`` schema, so a server with guided decoding keeps to them.
 
     The graph takes ``context=RunContext(case=..., run_dir=..., artifacts=...)`` at invoke time.
     """
@@ -83,6 +95,9 @@ def create_oka_agent(
         seed=seed,
         sinks=tuple(sinks),
         require_approval=require_approval,
+        max_tokens=max_tokens,
+        max_claims=max_claims,
+        max_claim_chars=max_claim_chars,
     )
     nodes = build_nodes(config)
     graph = StateGraph(OKAState, context_schema=RunContext)

@@ -338,7 +338,8 @@ class _OpenAICommon:
                     hint="raise max_tokens on the request (or shorten the prompt)",
                 )
             try:
-                loaded = json.loads(text)
+                # strict=False: guided decoding may emit raw control characters (a newline) inside strings.
+                loaded = json.loads(text, strict=False)
             except ValueError as exc:
                 raise BackendOutputError(
                     f"the answer is not valid JSON ({exc})",

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh machine: venv + dev extras, Debian Chromium for the browser
-# test, then ruff, mypy (strict) and pytest. Extra arguments go to pytest.
+# The whole test suite, from a fresh machine: venv + dev extras, the vLLM engine's own venv
+# (.venv-vllm, for the real-engine tests), Debian Chromium for the browser tests, then ruff,
+# mypy (strict) and pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh dev
+scripts/vllm-env.sh >/dev/null
 if ! command -v chromium >/dev/null 2>&1 && [ -z "${OKAFLOW_CHROMIUM:-}" ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing Debian chromium for the browser tests"

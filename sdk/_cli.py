@@ -22,12 +22,13 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from okaflow._constants import DEFAULT_MAX_STEPS
+from okaflow._constants import DEFAULT_MAX_STEPS, VLLM_READY_TIMEOUT_S
 from okaflow._errors import BackendError, ConfigurationError, InputError, OkaflowError
 from okaflow._version import __version__
 
@@ -52,6 +53,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--model-url", help="openai backend: base URL, e.g. http://gpu-host:8000/v1 ($OKAFLOW_MODEL_URL)")
     r.add_argument("--model", help="openai backend: served model name, e.g. unimedvl ($OKAFLOW_MODEL)")
+    r.add_argument(
+        "--max-images-per-request",
+        type=int,
+        metavar="N",
+        help="openai backend: the server's per-prompt image limit; the agent sends images in batches of N",
+    )
+    r.add_argument(
+        "--chat-template",
+        metavar="FILE|unimedvl",
+        help="openai backend: send this chat template with each request ('unimedvl': the role-less template)",
+    )
     r.add_argument("--task", help="the clinical question/task (overrides case.json)")
     r.add_argument("--force", action="store_true", help="replace --out if it already holds a run")
     r.add_argument("--publish-dir", help="after approval, copy the report to this folder")
@@ -80,6 +92,25 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--publish-dir", required=True, help="the publish folder the run was started with")
 
     sub.add_parser("workflows", help="list the registered workflows")
+
+    m = sub.add_parser("model", help="serve a model with vLLM, or check a model server")
+    msub = m.add_subparsers(dest="model_command", required=True)
+    s = msub.add_parser("serve", help="start a vLLM OpenAI server for a local model and wait (Ctrl-C stops it)")
+    s.add_argument("model_dir", help="local model folder (config.json, weights, tokenizer)")
+    s.add_argument("--name", help="served model name (default: the folder name), e.g. unimedvl")
+    s.add_argument("--python", help="interpreter with vllm installed ($OKAFLOW_VLLM_PYTHON, else python3)")
+    s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--dtype", default="auto", help="auto, bfloat16, float16, float32 (float32 on CPU)")
+    s.add_argument("--max-model-len", type=int, default=8192)
+    s.add_argument("--max-images-per-request", type=int, metavar="N", help="vLLM --limit-mm-per-prompt image:N")
+    s.add_argument("--chat-template", metavar="FILE|unimedvl", help="pin the server's chat template")
+    s.add_argument("--log", help="server log file (default: a temporary file, printed)")
+    s.add_argument("--ready-timeout", type=float, default=VLLM_READY_TIMEOUT_S, help="seconds to wait for readiness")
+    s.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more vLLM flags, passed through")
+    c = msub.add_parser("check", help="check that a model server is up and serves the model")
+    c.add_argument("--model-url", help="base URL, e.g. http://gpu-host:8000/v1 ($OKAFLOW_MODEL_URL)")
+    c.add_argument("--model", help="served model name ($OKAFLOW_MODEL)")
     return p
 
 
@@ -94,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _inspect(args, out)
         if args.command == "approve":
             return _approve(args, out)
+        if args.command == "model":
+            return _model(args, out, err)
         return _workflows(out)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/red]")
@@ -151,12 +184,71 @@ def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
             from okaflow.model_backend import OpenAIBackend
 
             # The API key is read from $OKAFLOW_API_KEY only: secrets do not belong on a command line.
-            backend = stack.enter_context(OpenAIBackend(base_url=args.model_url, model=args.model))
-        elif args.model_url or args.model:
-            err.print("--model-url and --model apply to --backend openai")
+            backend = stack.enter_context(
+                OpenAIBackend(
+                    base_url=args.model_url,
+                    model=args.model,
+                    max_images_per_request=args.max_images_per_request,
+                    chat_template=_chat_template(args.chat_template),
+                )
+            )
+        elif args.model_url or args.model or args.max_images_per_request or args.chat_template:
+            err.print("--model-url, --model, --max-images-per-request and --chat-template apply to --backend openai")
             return EXIT_CODES["usage"]
         result = _run_case(Case.load(args.case, strict=not args.lenient), backend, args, out, show)
     return _report_result(result, args.json, out)
+
+
+def _chat_template(value: str | None) -> str | None:
+    """``unimedvl`` → okaflow's role-less template; otherwise a template file's text."""
+    if value is None:
+        return None
+    if value == "unimedvl":
+        from okaflow.model_backend import UNIMEDVL_CHAT_TEMPLATE
+
+        return UNIMEDVL_CHAT_TEMPLATE
+    path = Path(value)
+    if not path.is_file():
+        raise ConfigurationError(f"chat template {value!r} is neither 'unimedvl' nor a file")
+    return path.read_text(encoding="utf-8")
+
+
+def _model(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from okaflow.model_backend import OpenAIBackend, VLLMServer
+
+    if args.model_command == "check":
+        with OpenAIBackend(base_url=args.model_url, model=args.model, max_retries=0) as backend:
+            served = backend.check_ready()
+        out.print(f"{backend.base_url} is up and serves {served}", highlight=False)
+        return EXIT_CODES["ok"]
+    extra = [a for a in args.extra if a != "--"]
+    server = VLLMServer(
+        model=args.model_dir,
+        served_model_name=args.name,
+        python=args.python,
+        host=args.host,
+        port=args.port,
+        dtype=args.dtype,
+        max_model_len=args.max_model_len,
+        limit_mm_per_prompt={"image": args.max_images_per_request} if args.max_images_per_request else None,
+        chat_template=_chat_template(args.chat_template),
+        extra_args=extra,
+        log_path=Path(args.log) if args.log else None,
+        ready_timeout_s=args.ready_timeout,
+    )
+    out.print(f"starting vLLM for {args.model_dir} on {args.host}:{args.port} …", highlight=False)
+    with server:
+        out.print(f"[green]ready[/green]: {server.base_url} serves {server.name!r} (log: {server.log_path})")
+        out.print(
+            f"  okaflow run CASE --backend openai --model-url {server.base_url} --model {server.name}"
+            + (f" --max-images-per-request {args.max_images_per_request}" if args.max_images_per_request else ""),
+            highlight=False,
+        )
+        out.print("  Ctrl-C stops the server.", highlight=False)
+        while server.running:
+            time.sleep(0.5)
+    err.print(f"the vLLM server exited; log: {server.log_path}\n{server.log_tail()}", highlight=False)
+    return EXIT_CODES["backend"]
 
 
 def _run_case(case: Any, backend: Any, args: argparse.Namespace, out: Console, show: bool) -> Any:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from okaflow._case import Case
 from okaflow._constants import DEFAULT_MAX_STEPS, DEFAULT_RUNS_DIR, DEFAULT_WORKFLOW, ENV_RUNS_DIR
@@ -128,10 +129,25 @@ def _write_manifest(
             "inputs": case.input_hashes(),
         },
         "workflow": wf.name,
-        "backend": {"name": backend.name, "model_id": backend.model_id, "is_model": backend.is_model},
+        "backend": {
+            "name": backend.name,
+            "model_id": backend.model_id,
+            "is_model": backend.is_model,
+            "base_url": _without_credentials(getattr(backend, "base_url", None)),
+        },
         "settings": settings,
     }
     (run_dir / RUN_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def _without_credentials(url: str | None) -> str | None:
+    """A URL fit for the manifest: user and password removed (API keys never reach the run record)."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 
 def _prepare(case: Case | str | Path, workflow: Workflow | str | None, task: str | None) -> tuple[Case, Workflow]:

@@ -24,6 +24,7 @@ from okaflow.model_backend import VLLMServer
 
 ROOT = Path(__file__).resolve().parents[3]
 BUILDER = ROOT / "tests" / "models" / "build_tiny_models.py"
+EXAMPLES = ROOT / "examples" / "cases"
 TEXT_MODEL = "tiny-qwen2"
 VISION_MODEL = "tiny-blip2"
 MAX_MODEL_LEN = 16384

@@ -1,0 +1,116 @@
+"""The OKA agent end to end on the real vLLM engine with the tiny BLIP-2.
+
+The tiny model's words are noise; what is checked is the structure: every analysis call went
+to the server and is recorded with its provenance, each claim cites only evidence that exists
+(the step's schema allows nothing else), images over the server's per-prompt limit are sent in
+batches, and the report, manifest and event log say which model wrote what.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from okaflow import Case, arun, run
+from okaflow._case import resolve_image_path
+from okaflow._cli import main
+from okaflow.model_backend import AsyncOpenAIBackend, OpenAIBackend
+from okaflow.tools.reporting import TextBlock
+
+from .conftest import EXAMPLES, VISION_MODEL, Servers
+from .test_vllm_client import run_async
+
+pytestmark = pytest.mark.integration
+LIMITS = {"max_steps": 2, "max_claims": 3, "max_claim_chars": 48, "max_tokens": 3000}
+
+
+def two_series_case() -> Case:
+    """The chest CT case with a second series (an MR) added: two key images for a one-image server."""
+    bundle = EXAMPLES / "chest-ct-followup" / "bundle.json"
+    ct, mr = (resolve_image_path(f"pydicom:{name}", EXAMPLES) for name in ("CT_small.dcm", "MR_small.dcm"))
+    return Case.from_files(bundle, [ct, mr], task="Report the current studies.", case_id="two-series")
+
+
+def check_run(run_dir: Path, state: dict[str, object], *, batches: int) -> None:
+    evidence_ids = {row["id"] for row in json.loads((run_dir / "evidence.json").read_text())}
+    analyses = state["analyses"]
+    assert isinstance(analyses, list) and analyses
+    for analysis in analyses:
+        calls = analysis["batch_provenance"]
+        assert len(calls) == batches
+        for prov in calls:
+            assert prov["backend"] == "openai"
+            assert prov["model_id"] == VISION_MODEL
+            assert prov["usage"]["completion_tokens"] > 0
+            assert len(prov["prompt_hash"]) == 64
+        assert len({p["prompt_hash"] for p in calls}) == batches, "each batch is its own request"
+    claims = state["claims"]
+    assert isinstance(claims, list)
+    for claim in claims:
+        assert set(claim["cites"]) <= evidence_ids
+        assert "unknown-citation" not in {f["code"] for f in claim["flags"]}
+        assert claim["provenance"]["model_id"] == VISION_MODEL
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["backend"]["model_id"] == VISION_MODEL
+    assert manifest["backend"]["base_url"].endswith("/v1")
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert [e["node"] for e in events if e["node"] == "analyze"]
+
+
+def test_agent_batches_images_for_a_one_image_server_and_traces_every_claim(
+    vllm_servers: Servers, tmp_path: Path
+) -> None:
+    backend = OpenAIBackend(base_url=vllm_servers.vision.base_url, model=VISION_MODEL, max_images_per_request=1)
+    with backend:
+        result = run(two_series_case(), backend=backend, out=tmp_path / "run", **LIMITS)
+    assert result.status == "completed"
+    check_run(result.run_dir, result.state, batches=2)
+    report = result.report
+    assert (report.backend, report.model_id, report.model_configured) == ("openai", VISION_MODEL, True)
+    claim_texts = [b.text for b in report.blocks if isinstance(b, TextBlock) and b.provenance is not None]
+    assert sorted(claim_texts) == sorted(c["text"] for c in result.state["claims"])
+
+
+def test_async_agent_on_the_engine_runs_an_example_case(vllm_servers: Servers, tmp_path: Path) -> None:
+    async def go() -> object:
+        async with AsyncOpenAIBackend(base_url=vllm_servers.vision.base_url, model=VISION_MODEL) as backend:
+            return await arun(EXAMPLES / "brain-mri", backend=backend, out=tmp_path / "run", **LIMITS)
+
+    result = run_async(go())
+    check_run(result.run_dir, result.state, batches=1)  # type: ignore[attr-defined]
+    assert (result.run_dir / "report.html").exists()  # type: ignore[attr-defined]
+
+
+def test_cli_runs_a_case_against_the_engine(vllm_servers: Servers, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code = main(
+        [
+            "run",
+            str(EXAMPLES / "obstetric-ultrasound"),
+            "--backend",
+            "openai",
+            "--model-url",
+            vllm_servers.vision.base_url,
+            "--model",
+            VISION_MODEL,
+            "--max-images-per-request",
+            "1",
+            "--max-steps",
+            "1",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["backend"] == {
+        "name": "openai",
+        "model_id": VISION_MODEL,
+        "is_model": True,
+        "base_url": vllm_servers.vision.base_url,
+    }
+    assert main(["model", "check", "--model-url", vllm_servers.vision.base_url, "--model", VISION_MODEL]) == 0
+    assert main(["model", "check", "--model-url", vllm_servers.vision.base_url, "--model", "unimedvl"]) == 6
