@@ -195,6 +195,7 @@ class VLLMServer:
         """Poll ``/health`` and ``/v1/models`` until the model is listed, the process exits, or the deadline.
 
         Raises:
+            ConfigurationError: The interpreter has no vllm.
             BackendConnectionError: Exited or not ready in time (with the log's tail).
         """
         deadline = time.monotonic() + (self.ready_timeout_s if timeout_s is None else timeout_s)
@@ -203,6 +204,12 @@ class VLLMServer:
             while True:
                 if self._process is None or self._process.poll() is not None:
                     code = None if self._process is None else self._process.returncode
+                    if "No module named 'vllm'" in self.log_tail() or "No module named vllm" in self.log_tail():
+                        raise ConfigurationError(
+                            f"{self._interpreter()} has no vllm installed",
+                            hint=f"pass python= (or set ${ENV_VLLM_PYTHON}) to a venv with vllm; "
+                            "scripts/vllm-env.sh builds the CPU one",
+                        )
                     raise BackendConnectionError(
                         f"the vLLM server for {self.model} exited with code {code} before it was ready\n"
                         + self.log_tail(),

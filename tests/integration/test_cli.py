@@ -142,3 +142,16 @@ def test_approve_refuses_a_different_destination(tmp_path: Path, capsys: pytest.
     )
     assert "same --publish-dir" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
+
+
+def test_model_serve_and_check_fail_with_actionable_exit_codes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["model", "serve", str(tmp_path / "no-model"), "--port", "0"]) == 6
+    assert "does not exist" in capsys.readouterr().err
+    # Nothing listens on a fresh port: a backend (connection) error, naming the URL.
+    from okaflow.model_backend import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    assert main(["model", "check", "--model-url", url, "--model", "m"]) == 4
+    assert url.removesuffix("/v1") in capsys.readouterr().err

@@ -6,6 +6,7 @@ import asyncio
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langgraph.checkpoint.sqlite import SqliteSaver
@@ -13,6 +14,7 @@ from langgraph.types import Command
 
 from okaflow import BackendOutputError, Case, ConfigurationError, arun, run
 from okaflow.agents import RunContext, create_oka_agent
+from okaflow.model_backend import UnderstandRequest, prompt_hash
 from okaflow.tools.publish import FolderSink
 from okaflow.tools.reporting import ArtifactStore, Report
 
@@ -196,3 +198,32 @@ def test_user_defined_workflow_composes_tools_and_prompts(ct_pair_case: Case, tm
     assert get_workflow("okaflow.workflows:LONGITUDINAL_COMPARISON").name == "longitudinal-comparison"
     with pytest.raises(ConfigurationError, match="no workflow named"):
         get_workflow("nope")
+
+
+class OneImageBackend(ScriptedBackend):
+    """A scripted model behind a server that takes one image per prompt."""
+
+    max_images_per_request = 1
+
+
+def test_images_over_the_backends_limit_go_in_batches_and_claims_keep_their_batchs_provenance(
+    ct_pair_case: Case, tmp_path: Path
+) -> None:
+    def answer(request: UnderstandRequest) -> dict[str, Any]:
+        (image,) = request.images
+        return {
+            "claims": [{"section": "findings", "kind": "image_finding", "text": "seen", "cites": [image.evidence_id]}]
+        }
+
+    backend = OneImageBackend([answer])
+    result = run(ct_pair_case, backend=backend, out=tmp_path / "run", max_steps=1)
+    assert [len(r.images) for r in backend.requests] == [1, 1]
+    assert "image batch 1 of 2" in backend.requests[0].messages[-1].content
+    assert "image batch 2 of 2" in backend.requests[1].messages[-1].content
+    claims = result.state["claims"]
+    assert [c["cites"] for c in claims] == [[r.images[0].evidence_id] for r in backend.requests]
+    assert [c["provenance"]["prompt_hash"] for c in claims] == [prompt_hash(r) for r in backend.requests]
+    # Both batches see the same evidence and schema: only the images differ.
+    first, second = backend.requests
+    assert first.response_schema == second.response_schema
+    assert first.evidence == second.evidence
