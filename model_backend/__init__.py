@@ -1,5 +1,5 @@
 """Understanding backends: the protocol, the analysis schema, the evidence-only default, OpenAI-compatible
-clients, and a launcher for vLLM servers.
+clients, an in-process transformers backend, and a launcher for vLLM servers.
 
 The backend error classes (:class:`BackendStatusError` and its per-status subclasses, connection and
 timeout errors) are re-exported here for users of :class:`OpenAIBackend` / :class:`AsyncOpenAIBackend`.
@@ -42,6 +42,7 @@ from okaflow.model_backend._protocol import (
     prompt_hash,
 )
 from okaflow.model_backend._server import VLLMServer, free_port
+from okaflow.model_backend._transformers import TransformersBackend
 
 __all__ = [
     "UNIMEDVL_CHAT_TEMPLATE",
@@ -70,6 +71,7 @@ __all__ = [
     "Section",
     "StreamDelta",
     "ToolCall",
+    "TransformersBackend",
     "UnderstandRequest",
     "UnderstandResult",
     "UnderstandingBackend",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from okaflow._errors import (
     ConfigurationError,
 )
 from okaflow._types import Provenance
+from okaflow.model_backend._answer import parse_json_answer, split_reasoning
 from okaflow.model_backend._http import (
     HttpCall,
     RetryPolicy,
@@ -53,9 +53,6 @@ UNIMEDVL_CHAT_TEMPLATE = (
 )
 
 _NAME = "openai"
-# A leading <think>…</think> block; some chat templates open the tag in the prompt, so the reply
-# may start inside it and carry only the closing tag.
-_THINK = re.compile(r"^\s*(?:<think>)?(?P<reasoning>.*?)</think>\s*", re.DOTALL)
 _USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
 
@@ -324,37 +321,10 @@ class _OpenAICommon:
         reasoning_parts = [
             r for r in (message.get("reasoning_content"), message.get("reasoning")) if isinstance(r, str) and r
         ]
-        think = _THINK.match(text)
-        if think is not None:
-            reasoning_parts.append(think.group("reasoning").strip())
-            text = text[think.end() :]
-        parsed: dict[str, Any] | None = None
-        if request.response_schema is not None:
-            if choice.get("finish_reason") == "length":
-                raise BackendOutputError(
-                    f"the answer was cut at max_tokens={request.max_tokens} before the JSON was complete",
-                    backend=self.name,
-                    raw=text,
-                    hint="raise max_tokens on the request (or shorten the prompt)",
-                )
-            try:
-                # strict=False: guided decoding may emit raw control characters (a newline) inside strings.
-                loaded = json.loads(text, strict=False)
-            except ValueError as exc:
-                raise BackendOutputError(
-                    f"the answer is not valid JSON ({exc})",
-                    backend=self.name,
-                    raw=text,
-                    hint="serve the model with structured-output (guided decoding) support",
-                ) from None
-            if not isinstance(loaded, dict):
-                raise BackendOutputError(
-                    f"the answer is JSON but not an object (got {type(loaded).__name__})",
-                    backend=self.name,
-                    raw=text,
-                    hint="serve the model with structured-output (guided decoding) support",
-                )
-            parsed = loaded
+        text, think = split_reasoning(text)
+        if think:
+            reasoning_parts.append(think)
+        parsed = parse_json_answer(text, request, truncated=choice.get("finish_reason") == "length", backend=self.name)
         usage = data.get("usage") or {}
         return UnderstandResult(
             text=text,

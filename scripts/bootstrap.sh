@@ -17,7 +17,12 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   log=.venv/bootstrap.log
   echo "installing okaflow[$extras] into .venv (log: $log)"
   # strict editable mode: mypy sees the mapped folders (see docs/architecture.md)
+  # torch first, pinned to the CPU wheel this kind of machine carries (a bare `torch` requirement
+  # pulls a multi-GB CUDA build); override with OKAFLOW_TORCH='torch==X' where another build is wanted.
+  torch_spec=""
+  case ",$extras," in *,dev,*|*,all,*|*,local,*) torch_spec="${OKAFLOW_TORCH:-torch==2.13.0}" ;; esac
   if ! { .venv/bin/python -m pip install -q --upgrade pip "setuptools>=77" wheel &&
+         { [ -z "$torch_spec" ] || .venv/bin/python -m pip install -q "$torch_spec"; } &&
          .venv/bin/python -m pip install -q -e ".[$extras]" --config-settings editable_mode=strict; } >"$log" 2>&1; then
     tail -40 "$log" >&2
     echo "installing okaflow[$extras] failed; full log in $log" >&2

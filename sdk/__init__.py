@@ -55,7 +55,13 @@ if TYPE_CHECKING:
     from okaflow._case import Case
     from okaflow._run import RunResult, approve, arun, run
     from okaflow.agents import create_oka_agent
-    from okaflow.model_backend import AsyncOpenAIBackend, EvidenceOnlyAnalyst, OpenAIBackend, VLLMServer
+    from okaflow.model_backend import (
+        AsyncOpenAIBackend,
+        EvidenceOnlyAnalyst,
+        OpenAIBackend,
+        TransformersBackend,
+        VLLMServer,
+    )
     from okaflow.tools.reporting import Report
     from okaflow.workflows import Workflow, get_workflow, list_workflows, register_workflow
 
@@ -97,6 +103,7 @@ __all__ = [
     "Report",
     "RunDirectoryError",
     "RunResult",
+    "TransformersBackend",
     "UnsupportedImageError",
     "UnsupportedTransferSyntaxError",
     "VLLMServer",
@@ -123,6 +130,7 @@ _LAZY = {
     "AsyncOpenAIBackend": "okaflow.model_backend",
     "OpenAIBackend": "okaflow.model_backend",
     "VLLMServer": "okaflow.model_backend",
+    "TransformersBackend": "okaflow.model_backend",
     "Report": "okaflow.tools.reporting",
     "Workflow": "okaflow.workflows",
     "get_workflow": "okaflow.workflows",

@@ -49,10 +49,16 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--backend",
         default="evidence-only",
-        help="understanding backend: evidence-only, openai (OpenAI-compatible server, e.g. vLLM) or module:factory",
+        help="understanding backend: evidence-only, openai (OpenAI-compatible server, e.g. vLLM), "
+        "transformers (a local model folder, in process) or module:factory",
     )
     r.add_argument("--model-url", help="openai backend: base URL, e.g. http://gpu-host:8000/v1 ($OKAFLOW_MODEL_URL)")
-    r.add_argument("--model", help="openai backend: served model name, e.g. unimedvl ($OKAFLOW_MODEL)")
+    r.add_argument(
+        "--model",
+        help="openai: served model name, e.g. unimedvl ($OKAFLOW_MODEL); transformers: the local model folder",
+    )
+    r.add_argument("--device", default="cpu", help="transformers backend: cpu, cuda, cuda:1, mps (default cpu)")
+    r.add_argument("--dtype", default="float32", help="transformers backend: float32, bfloat16, float16")
     r.add_argument(
         "--max-images-per-request",
         type=int,
@@ -192,8 +198,24 @@ def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
                     chat_template=_chat_template(args.chat_template),
                 )
             )
+        elif args.backend == "transformers":
+            from okaflow.model_backend import TransformersBackend
+
+            if not args.model:
+                err.print("--backend transformers needs --model DIR (a local model folder)")
+                return EXIT_CODES["usage"]
+            backend = TransformersBackend(
+                args.model,
+                device=args.device,
+                dtype=args.dtype,
+                chat_template=_chat_template(args.chat_template),
+                max_images_per_request=args.max_images_per_request,
+            )
         elif args.model_url or args.model or args.max_images_per_request or args.chat_template:
-            err.print("--model-url, --model, --max-images-per-request and --chat-template apply to --backend openai")
+            err.print(
+                "--model-url, --model, --max-images-per-request and --chat-template apply to "
+                "--backend openai or transformers"
+            )
             return EXIT_CODES["usage"]
         result = _run_case(Case.load(args.case, strict=not args.lenient), backend, args, out, show)
     return _report_result(result, args.json, out)

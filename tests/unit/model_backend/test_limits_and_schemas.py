@@ -1,7 +1,7 @@
 """Image limits, typed 400s, strict schemas from pydantic models, and the step-narrowed analysis schema.
 
 Wire behaviour is pinned with ``httpx.MockTransport`` (contract tests of the OpenAI format); the
-same paths run against the real vLLM engine in ``tests/integration/vllm``.
+same paths run against the real vLLM engine in ``tests/integration/models``.
 """
 
 from __future__ import annotations

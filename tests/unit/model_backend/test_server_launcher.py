@@ -1,6 +1,6 @@
 """VLLMServer without vLLM: the command it builds, and the errors a user meets before any engine runs.
 
-The launcher against the real engine is exercised by every test in ``tests/integration/vllm``.
+The launcher against the real engine is exercised by every test in ``tests/integration/models``.
 """
 
 from __future__ import annotations

@@ -33,7 +33,10 @@ def two_series_case() -> Case:
     return Case.from_files(bundle, [ct, mr], task="Report the current studies.", case_id="two-series")
 
 
-def check_run(run_dir: Path, state: dict[str, object], *, batches: int) -> None:
+def check_run(
+    run_dir: Path, state: dict[str, object], *, batches: int, model_id: str = VISION_MODEL, backend: str = "openai"
+) -> None:
+    """Every analysis call recorded with provenance, every claim citing existing evidence, the manifest true."""
     evidence_ids = {row["id"] for row in json.loads((run_dir / "evidence.json").read_text())}
     analyses = state["analyses"]
     assert isinstance(analyses, list) and analyses
@@ -41,8 +44,8 @@ def check_run(run_dir: Path, state: dict[str, object], *, batches: int) -> None:
         calls = analysis["batch_provenance"]
         assert len(calls) == batches
         for prov in calls:
-            assert prov["backend"] == "openai"
-            assert prov["model_id"] == VISION_MODEL
+            assert prov["backend"] == backend
+            assert prov["model_id"] == model_id
             assert prov["usage"]["completion_tokens"] > 0
             assert len(prov["prompt_hash"]) == 64
         assert len({p["prompt_hash"] for p in calls}) == batches, "each batch is its own request"
@@ -51,10 +54,11 @@ def check_run(run_dir: Path, state: dict[str, object], *, batches: int) -> None:
     for claim in claims:
         assert set(claim["cites"]) <= evidence_ids
         assert "unknown-citation" not in {f["code"] for f in claim["flags"]}
-        assert claim["provenance"]["model_id"] == VISION_MODEL
+        assert claim["provenance"]["model_id"] == model_id
     manifest = json.loads((run_dir / "run.json").read_text())
-    assert manifest["backend"]["model_id"] == VISION_MODEL
-    assert manifest["backend"]["base_url"].endswith("/v1")
+    assert manifest["backend"]["model_id"] == model_id
+    if backend == "openai":
+        assert manifest["backend"]["base_url"].endswith("/v1")
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     assert [e["node"] for e in events if e["node"] == "analyze"]
 
