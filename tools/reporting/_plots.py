@@ -36,6 +36,9 @@ TREND_SIZE = (720, 360)
 # Size in pixels of one cell of ``plot_observation_panel``'s grid.
 PANEL_CELL_SIZE = (480, 280)
 _DPI = 100
+# Fixed margins (fractions of the figure) instead of constrained layout, which measured every tick
+# label and cost two thirds of the drawing time; sized for 7-character tick labels and a 12 pt title.
+_TREND_MARGINS = {"left": 0.1, "right": 0.98, "bottom": 0.12, "top": 0.89}
 
 _HIGH = {"H", "HH", "HU", ">"}
 _LOW = {"L", "LL", "LU", "<"}
@@ -92,7 +95,8 @@ def plot_observation_trend(points: list[ObservationFact], *, title: str | None =
 
     width, height = TREND_SIZE
     with _default_style():
-        fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI, layout="constrained")
+        fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI)
+        fig.subplots_adjust(**_TREND_MARGINS)
         _draw_trend(fig.add_subplot(), points, title=title, compact=False)
         return _to_image(fig)
 

@@ -1,0 +1,111 @@
+"""Concurrent cases: N cases through the async OKA agent vs the same model requests sent raw, one vLLM server.
+
+Run: ``python benchmarks/bench_concurrency.py [--n 1 8 32 64] [--case DIR] [--rounds R]``
+
+Starts the real vLLM engine (CPU build) with the tiny seeded BLIP-2 (one image per prompt) and,
+for each N, runs N copies of an example case concurrently through :func:`okaflow.arun` with one
+shared :class:`AsyncOpenAIBackend` (one analysis call per case: ``max_steps=1``). The raw baseline
+sends, N at a time with ``httpx.AsyncClient``, exactly the request body the agent sent for that
+case (captured from the wire), so both sides ask the engine for the same work. Ratio: agent
+cases/s over raw cases/s (target ≥ 0.9 at N = 64). Everything runs on this machine: the agent's
+own work (case loading, DICOM rendering, checkpoints, the report) shares the cores with the engine;
+the last column, the agent with no model at all, shows how much of that work this machine can do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from _engine import ROOT, serve
+
+from okaflow import arun
+from okaflow.model_backend import AsyncOpenAIBackend, EvidenceOnlyAnalyst, UnderstandingBackend
+
+MODEL = "tiny-blip2"
+LIMITS = {"max_steps": 1, "max_claims": 3, "max_claim_chars": 48, "max_tokens": 1500}
+
+
+async def agent_round(backend: UnderstandingBackend, case: Path, n: int, out: Path) -> float:
+    start = time.perf_counter()
+    await asyncio.gather(*(arun(case, backend=backend, out=out / f"case-{i}", **LIMITS) for i in range(n)))
+    elapsed = time.perf_counter() - start
+    shutil.rmtree(out)
+    return n / elapsed
+
+
+async def raw_round(client: httpx.AsyncClient, url: str, body: dict[str, object], n: int) -> float:
+    async def one() -> None:
+        response = await client.post(url, json=body)
+        response.raise_for_status()
+        response.json()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(n)))
+    return n / (time.perf_counter() - start)
+
+
+async def bench(base_url: str, case: Path, sizes: list[int], rounds: int) -> list[tuple[int, float, float, float]]:
+    bodies: list[dict[str, object]] = []
+
+    async def capture(request: httpx.Request) -> None:
+        if request.url.path.endswith("/chat/completions"):
+            bodies.append(json.loads(request.content))
+
+    limits = httpx.Limits(max_connections=max(sizes))
+    work = Path(tempfile.mkdtemp(prefix="okaflow-bench-"))
+    async with (
+        httpx.AsyncClient(timeout=120, limits=limits, event_hooks={"request": [capture]}) as recording,
+        httpx.AsyncClient(timeout=120, limits=limits) as raw,
+    ):
+        async with AsyncOpenAIBackend(base_url=base_url, model=MODEL, http_client=recording) as probe:
+            await arun(case, backend=probe, out=work / "probe", **LIMITS)
+        (body,) = bodies  # one analysis call per case
+        url = f"{base_url}/chat/completions"
+        results = []
+        async with AsyncOpenAIBackend(
+            base_url=base_url, model=MODEL, http_client=httpx.AsyncClient(timeout=120, limits=limits)
+        ) as backend:
+            await agent_round(backend, case, 2, work / "warm")
+            for n in sizes:
+                agent, baseline = [], []
+                for i in range(rounds):
+                    if i % 2 == 0:
+                        baseline.append(await raw_round(raw, url, body, n))
+                        agent.append(await agent_round(backend, case, n, work / "agent"))
+                    else:
+                        agent.append(await agent_round(backend, case, n, work / "agent"))
+                        baseline.append(await raw_round(raw, url, body, n))
+                # The agent's own capacity on this machine: the same cases with no model call at all.
+                alone = [await agent_round(EvidenceOnlyAnalyst(), case, n, work / "alone") for _ in range(rounds)]
+                results.append((n, statistics.median(baseline), statistics.median(agent), statistics.median(alone)))
+    shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, nargs="+", default=[1, 8, 32, 64])
+    parser.add_argument("--case", type=Path, default=ROOT / "examples" / "cases" / "obstetric-ultrasound")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    with serve("blip2-vlm", MODEL, limit_mm_per_prompt={"image": 1}) as server:
+        results = asyncio.run(bench(server.base_url, args.case, args.n, args.rounds))
+    print(f"vLLM {MODEL}; case {args.case.name}, one analysis call per case; median of {args.rounds} rounds")
+    print(f"{'N':>4}{'raw cases/s':>14}{'agent cases/s':>15}{'ratio':>8}{'agent, no model':>17}")
+    for n, raw_rate, agent_rate, alone in results:
+        print(f"{n:>4}{raw_rate:>14.1f}{agent_rate:>15.1f}{agent_rate / raw_rate:>8.3f}{alone:>17.1f}")
+    print("target: ratio ≥ 0.9 at N = 64")
+    print("'agent, no model': the same cases with the evidence-only analyst, i.e. the agent's own CPU-bound")
+    print("capacity on this machine; where it is below the raw rate, the agent's work, not the client, is the limit.")
+
+
+if __name__ == "__main__":
+    main()
