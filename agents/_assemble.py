@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from okaflow._types import Evidence, Provenance, utc_now
+from okaflow._types import Evidence, Provenance
 from okaflow._version import __version__
 from okaflow.agents._state import OKAState, RunContext
 from okaflow.tools.fhir import PatientContext
@@ -66,7 +66,7 @@ def assemble_report(state: OKAState, ctx: RunContext, config: AgentConfig) -> Re
         title=f"{config.workflow.title}: {case.title or case.id}",
         case_id=case.id,
         workflow=config.workflow.name,
-        created=utc_now(),
+        created=ctx.started_at,
         okaflow_version=__version__,
         backend=backend.name,
         model_id=backend.model_id,

@@ -312,6 +312,7 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
                 seed=result.seed,
                 latency_s=result.elapsed_s,
                 is_model=result.ai_generated,
+                created=ctx.started_at,
             )
             for pic, caption in zip(result.images, result.captions, strict=True):
                 ref = ctx.artifacts.put_image(pic)

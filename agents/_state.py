@@ -8,9 +8,11 @@ invoke time, never into a checkpoint.
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypedDict
+
+from okaflow._types import utc_now
 
 if TYPE_CHECKING:
     from okaflow._case import Case
@@ -80,3 +82,6 @@ class RunContext:
     run_dir: Path
     artifacts: ArtifactStore
     retriever: KnowledgeRetriever | None = None
+    # When the run started (ISO 8601, UTC): the report's "created" and generated images' provenance use
+    # it, so a replay of the run (which starts from the recorded time) writes the same bytes.
+    started_at: str = field(default_factory=utc_now)

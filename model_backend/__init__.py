@@ -41,10 +41,12 @@ from okaflow.model_backend._protocol import (
     json_schema_for,
     prompt_hash,
 )
+from okaflow.model_backend._replay import MODEL_CALLS, RecordingBackend, ReplayBackend
 from okaflow.model_backend._server import VLLMServer, free_port
 from okaflow.model_backend._transformers import TransformersBackend
 
 __all__ = [
+    "MODEL_CALLS",
     "UNIMEDVL_CHAT_TEMPLATE",
     "AsyncOpenAIBackend",
     "BackendAuthenticationError",
@@ -68,6 +70,8 @@ __all__ = [
     "ModelAnalysis",
     "ModelImage",
     "OpenAIBackend",
+    "RecordingBackend",
+    "ReplayBackend",
     "Section",
     "StreamDelta",
     "ToolCall",

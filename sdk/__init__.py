@@ -44,6 +44,9 @@ from okaflow._errors import (
     MissingExtraError,
     MissingPixelDataError,
     OkaflowError,
+    ReplayError,
+    ReplayInputsChangedError,
+    ReplayMismatchError,
     RunDirectoryError,
     UnsupportedImageError,
     UnsupportedTransferSyntaxError,
@@ -53,6 +56,7 @@ from okaflow._version import __version__
 
 if TYPE_CHECKING:
     from okaflow._case import Case
+    from okaflow._replay import ReplayResult, replay
     from okaflow._run import RunResult, approve, arun, run
     from okaflow.agents import create_oka_agent
     from okaflow.model_backend import (
@@ -100,6 +104,10 @@ __all__ = [
     "OkaflowError",
     "OpenAIBackend",
     "Provenance",
+    "ReplayError",
+    "ReplayInputsChangedError",
+    "ReplayMismatchError",
+    "ReplayResult",
     "Report",
     "RunDirectoryError",
     "RunResult",
@@ -115,6 +123,7 @@ __all__ = [
     "get_workflow",
     "list_workflows",
     "register_workflow",
+    "replay",
     "run",
 ]
 
@@ -125,6 +134,8 @@ _LAZY = {
     "approve": "okaflow._run",
     "arun": "okaflow._run",
     "run": "okaflow._run",
+    "replay": "okaflow._replay",
+    "ReplayResult": "okaflow._replay",
     "create_oka_agent": "okaflow.agents",
     "EvidenceOnlyAnalyst": "okaflow.model_backend",
     "AsyncOpenAIBackend": "okaflow.model_backend",

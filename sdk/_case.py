@@ -130,6 +130,8 @@ class Case:
         case.source = root
         case.knowledge_dir = root / knowledge if knowledge else None
         case.inputs.insert(0, manifest_path)
+        # Facts (and every evidence row a tool derives from them) name the bundle relative to the case.
+        case.patient = case.patient.model_copy(update={"source": case._portable(case.patient.source)})
         return case
 
     @classmethod
@@ -237,14 +239,41 @@ class Case:
         return next((len(s.images) for s in self.series if any(i.id == image_id for i in s.images)), 0)
 
     def evidence(self) -> list[Evidence]:
-        """The evidence table: every patient fact, then every image."""
+        """The evidence table: every patient fact, then every image.
+
+        Each row's ``source`` is portable: relative to the case folder for files inside it,
+        ``pydicom:NAME`` for pydicom's bundled files, so a report reads the same on any machine.
+        """
         from okaflow.tools.imaging import image_evidence
 
-        return [*self.patient.evidence(), *(image_evidence(i) for i in self.images)]
+        rows = [*self.patient.evidence(), *(image_evidence(i) for i in self.images)]
+        return [r.model_copy(update={"source": self._portable(r.source)}) for r in rows]
+
+    def _portable(self, source: str | None) -> str | None:
+        if source is None:
+            return None
+        path = Path(source)
+        if not path.exists():
+            return source  # "<dict>", "<bytes>", a URL: already machine-independent
+        resolved = path.resolve()
+        roots: list[tuple[str, Path]] = []
+        if self.source is not None:
+            roots.append(("", self.source if self.source.is_dir() else self.source.parent))
+        roots.append(("pydicom:", _pydicom_test_files()))
+        for prefix, root in roots:
+            if resolved.is_relative_to(root.resolve()):
+                return prefix + resolved.relative_to(root.resolve()).as_posix()
+        return source
 
     def input_hashes(self) -> dict[str, str]:
-        """SHA-256 of every input file, keyed by path."""
-        return {str(p): content_hash(p.read_bytes()) for p in self.inputs if p.is_file()}
+        """SHA-256 of every input file, keyed by its absolute path."""
+        return {str(p.resolve()): content_hash(p.read_bytes()) for p in self.inputs if p.is_file()}
+
+
+def _pydicom_test_files() -> Path:
+    import pydicom.data
+
+    return Path(pydicom.data.__file__).parent / "test_files"
 
 
 def resolve_image_path(spec: str, root: Path, manifest: Path | None = None, where: str | None = None) -> Path:

@@ -10,6 +10,8 @@ Exit codes (stable, for scripts and schedulers):
 4     backend error: the model or generation backend failed
 5     the run is paused, waiting for approval (``okaflow approve``)
 6     configuration error (unknown workflow/backend, missing extra)
+7     ``replay``: the replayed report differs from the recorded one (the files are listed)
+8     ``replay``: refused — inputs or okaflow version changed, or the run asked for an unrecorded call
 130   interrupted (Ctrl-C)
 ====  =====================================================================
 """
@@ -29,12 +31,22 @@ from rich.console import Console
 from rich.table import Table
 
 from okaflow._constants import DEFAULT_MAX_STEPS, VLLM_READY_TIMEOUT_S
-from okaflow._errors import BackendError, ConfigurationError, InputError, OkaflowError
+from okaflow._errors import BackendError, ConfigurationError, InputError, OkaflowError, ReplayError
 from okaflow._version import __version__
 
 __all__ = ["EXIT_CODES", "main"]
 
-EXIT_CODES = {"ok": 0, "error": 1, "usage": 2, "input": 3, "backend": 4, "awaiting_approval": 5, "config": 6}
+EXIT_CODES = {
+    "ok": 0,
+    "error": 1,
+    "usage": 2,
+    "input": 3,
+    "backend": 4,
+    "awaiting_approval": 5,
+    "config": 6,
+    "replay_differs": 7,
+    "replay_refused": 8,
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -97,6 +109,14 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--note")
     a.add_argument("--publish-dir", required=True, help="the publish folder the run was started with")
 
+    rp = sub.add_parser("replay", help="re-execute a recorded run from its record (no model server needed)")
+    rp.add_argument("run_dir")
+    rp.add_argument("--out", help="the replay's run directory (default: RUN-replay beside it)")
+    rp.add_argument("--case", help="where the run's case now lives (default: the recorded path)")
+    rp.add_argument("--force", action="store_true", help="replace --out if it already holds a run")
+    rp.add_argument("--lenient", action="store_true", help="load the case leniently, as the original run did")
+    rp.add_argument("--json", action="store_true", help="print the result as JSON")
+
     sub.add_parser("workflows", help="list the registered workflows")
 
     m = sub.add_parser("model", help="serve a model with vLLM, or check a model server")
@@ -133,10 +153,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _approve(args, out)
         if args.command == "model":
             return _model(args, out, err)
+        if args.command == "replay":
+            return _replay(args, out, err)
         return _workflows(out)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/red]")
         return 130
+    except ReplayError as exc:
+        return _fail(err, exc, "replay_refused")
     except InputError as exc:
         return _fail(err, exc, "input")
     except BackendError as exc:
@@ -219,6 +243,30 @@ def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
             return EXIT_CODES["usage"]
         result = _run_case(Case.load(args.case, strict=not args.lenient), backend, args, out, show)
     return _report_result(result, args.json, out)
+
+
+def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from okaflow._replay import replay
+
+    result = replay(args.run_dir, out=args.out, case=args.case, force=args.force, strict=not args.lenient)
+    if args.json:
+        out.print_json(
+            json.dumps(
+                {
+                    "identical": result.identical,
+                    "differing": result.differing,
+                    "replay_dir": str(result.run.run_dir),
+                    "unused_model_calls": result.unused_model_calls,
+                }
+            )
+        )
+    elif result.identical:
+        out.print(f"[green]identical[/green]: {result.run.run_dir} reproduces {result.original} byte for byte")
+    else:
+        err.print(f"[red]differs[/red]: {', '.join(result.differing)} of {result.run.run_dir} differ from the record")
+    if result.unused_model_calls:
+        err.print(f"note: {result.unused_model_calls} recorded model call(s) were not asked for", highlight=False)
+    return EXIT_CODES["ok" if result.identical else "replay_differs"]
 
 
 def _chat_template(value: str | None) -> str | None:

@@ -30,8 +30,11 @@
     │       ├── BackendNotFoundError          404: wrong URL or model name
     │       ├── BackendRateLimitedError       429: still rate-limited after retries
     │       └── BackendServerError            5xx: the server failed, still after retries
-    └── AgentError                  the agent graph cannot run
-        └── RunDirectoryError       the run directory is unusable (exists and is not a run)
+    ├── AgentError                  the agent graph cannot run
+    │   └── RunDirectoryError       the run directory is unusable (exists and is not a run)
+    └── ReplayError                 a recorded run cannot be replayed as recorded
+        ├── ReplayInputsChangedError  the case files or okaflow's version differ from the record
+        └── ReplayMismatchError     the replay asked the model for something the record does not hold
 
 Input errors carry ``source`` (the file), ``location`` (JSON path or DICOM tag) and ``hint``
 (what to do); ``str(error)`` joins them into one readable line. HTTP status errors carry
@@ -74,6 +77,9 @@ __all__ = [
     "MissingExtraError",
     "MissingPixelDataError",
     "OkaflowError",
+    "ReplayError",
+    "ReplayInputsChangedError",
+    "ReplayMismatchError",
     "RunDirectoryError",
     "UnsupportedImageError",
     "UnsupportedTransferSyntaxError",
@@ -296,3 +302,34 @@ class AgentError(OkaflowError):
 
 class RunDirectoryError(AgentError):
     """The run directory cannot be used."""
+
+
+class ReplayError(OkaflowError):
+    """A recorded run cannot be replayed as it was recorded."""
+
+
+class ReplayInputsChangedError(ReplayError):
+    """The inputs of a replay differ from the record: changed, missing or new case files, another okaflow.
+
+    Attributes:
+        changes: One line per difference (``"changed: bundle.json"``, ``"okaflow 0.2.0 instead of 0.1.0"``).
+    """
+
+    def __init__(self, message: str, *, changes: list[str], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.changes = changes
+
+
+class ReplayMismatchError(ReplayError):
+    """The replay asked the model for something the record does not hold.
+
+    Attributes:
+        differences: How the request differs from the closest recorded one.
+    """
+
+    def __init__(self, message: str, *, differences: list[str] | None = None) -> None:
+        super().__init__(
+            message,
+            hint="the run diverged from the record (changed workflow, tools or settings): rerun it with a backend",
+        )
+        self.differences = differences or []

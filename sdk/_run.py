@@ -1,8 +1,9 @@
 """Run a workflow over a case, sync or async, into a run directory.
 
-A run directory holds ``run.json`` (what was run, on what inputs), ``checkpoints.sqlite`` (LangGraph
-checkpoints), ``events.jsonl`` (progress events), ``artifacts/`` (images by content hash),
-``evidence.json`` and ``report.{json,md,html}``.
+A run directory holds ``run.json`` (what was run, on what inputs, with which settings),
+``checkpoints.sqlite`` (LangGraph checkpoints), ``events.jsonl`` (progress events), ``model_calls.jsonl``
+and ``generation_calls.jsonl`` (every backend and generator call with its result, as recorded for
+replay), ``artifacts/`` (images by content hash), ``evidence.json`` and ``report.{json,md,html}``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from okaflow._errors import ConfigurationError, RunDirectoryError
 from okaflow._types import utc_now
 from okaflow._version import __version__
 from okaflow.model_backend import EvidenceOnlyAnalyst, UnderstandingBackend
+from okaflow.tools.generation import GenerationTool
 from okaflow.tools.reporting import Report
 from okaflow.workflows import Workflow, get_workflow
 
@@ -118,14 +120,16 @@ def _write_manifest(
     backend: UnderstandingBackend,
     thread_id: str,
     settings: dict[str, Any],
+    started_at: str,
 ) -> None:
     manifest = {
         "okaflow_version": __version__,
-        "created": utc_now(),
+        "created": started_at,
         "thread_id": thread_id,
         "case": {
             "id": case.id,
-            "source": str(case.source) if case.source else None,
+            "source": str(case.source.resolve()) if case.source else None,
+            "task": case.task,
             "inputs": case.input_hashes(),
         },
         "workflow": wf.name,
@@ -134,6 +138,7 @@ def _write_manifest(
             "model_id": backend.model_id,
             "is_model": backend.is_model,
             "base_url": _without_credentials(getattr(backend, "base_url", None)),
+            "max_images_per_request": getattr(backend, "max_images_per_request", None),
         },
         "settings": settings,
     }
@@ -229,14 +234,40 @@ async def _async_sqlite_saver(run_dir: Path) -> AsyncIterator[Any]:
         yield saver
 
 
+def _generator(option: Any) -> GenerationTool | None:
+    """The generation tool an ``generator=`` option names (``"default"``: the classical one)."""
+    from okaflow.tools.generation import ClassicalGenerator
+
+    return ClassicalGenerator() if option == "default" else option
+
+
 def _agent(
-    case: Case, wf: Workflow, backend: UnderstandingBackend, saver: Any, run_dir: Path, kwargs: dict[str, Any]
+    case: Case,
+    wf: Workflow,
+    backend: UnderstandingBackend,
+    saver: Any,
+    run_dir: Path,
+    kwargs: dict[str, Any],
+    started_at: str | None = None,
 ) -> tuple[Any, Any]:
+    """The compiled graph and its context; the backend's and generator's calls are recorded in the run."""
     from okaflow.agents import RunContext, create_oka_agent
+    from okaflow.model_backend import MODEL_CALLS, RecordingBackend
+    from okaflow.tools.generation import GENERATION_CALLS, RecordingGenerator
     from okaflow.tools.reporting import ArtifactStore
 
-    graph = create_oka_agent(backend, kwargs.pop("tools", None), workflow=wf, checkpointer=saver, **kwargs)
-    return graph, RunContext(case=case, run_dir=run_dir, artifacts=ArtifactStore(run_dir))
+    store = ArtifactStore(run_dir)
+    generator = _generator(kwargs.pop("generator", "default"))
+    if generator is not None:
+        generator = RecordingGenerator(generator, run_dir / GENERATION_CALLS, store)
+    recorded = RecordingBackend(backend, run_dir / MODEL_CALLS)
+    graph = create_oka_agent(
+        recorded, kwargs.pop("tools", None), workflow=wf, checkpointer=saver, generator=generator, **kwargs
+    )
+    context = RunContext(case=case, run_dir=run_dir, artifacts=store)
+    if started_at is not None:
+        context.started_at = started_at
+    return graph, context
 
 
 def _start(
@@ -247,25 +278,46 @@ def _start(
     task: str | None,
     force: bool,
     on_event: EventHandler | None,
-    sinks: Sequence[Any],
-    require_approval: bool,
-    max_steps: int,
-    seed: int | None,
+    options: dict[str, Any],
     asynchronous: bool = False,
-) -> tuple[Case, Workflow, UnderstandingBackend, Path, str, EventHandler]:
+    started_at: str | None = None,
+) -> tuple[Case, Workflow, UnderstandingBackend, Path, str, EventHandler, str]:
     """Load the case, pick workflow and backend, create the run directory and its manifest."""
     loaded, wf = _prepare(case, workflow, task)
     chosen = resolve_backend(backend, asynchronous=asynchronous)
     run_dir = _new_run_dir(loaded, out, force)
     thread_id = uuid.uuid4().hex
-    settings = {
-        "max_steps": max_steps,
-        "seed": seed,
-        "sinks": [s.describe() for s in sinks],
-        "require_approval": require_approval,
+    started = started_at or utc_now()
+    _write_manifest(run_dir, loaded, wf, chosen, thread_id, _settings(options), started)
+    return loaded, wf, chosen, run_dir, thread_id, _event_sink(run_dir, on_event), started
+
+
+def _settings(options: dict[str, Any]) -> dict[str, Any]:
+    """The run's settings as recorded in the manifest (what a replay needs to run it the same way)."""
+    settings: dict[str, Any] = {
+        "max_steps": options["max_steps"],
+        "seed": options["seed"],
+        "sinks": [s.describe() for s in options["sinks"]],
+        "require_approval": options["require_approval"],
     }
-    _write_manifest(run_dir, loaded, wf, chosen, thread_id, settings)
-    return loaded, wf, chosen, run_dir, thread_id, _event_sink(run_dir, on_event)
+    for key in ("max_tokens", "max_claims", "max_claim_chars"):
+        if key in options:
+            settings[key] = options[key]
+    generator = _generator(options.get("generator", "default"))
+    if generator is not None:
+        from okaflow.tools.generation import GENERATION_TASKS
+
+        settings["generator"] = {
+            "name": generator.name,
+            "model_id": generator.model_id,
+            "tasks": [t for t in GENERATION_TASKS if generator.supports(t)],
+        }
+    else:
+        settings["generator"] = None
+    for key in ("knowledge", "tools"):
+        if options.get(key) is not None:
+            settings[key] = "custom (not recorded: pass it again to replay)"
+    return settings
 
 
 def run(
@@ -298,14 +350,15 @@ def run(
         max_steps: Cap on analyze calls. seed: Passed to backend and generator.
         **agent_options: Passed to :func:`okaflow.agents.create_oka_agent` (``generator``, ``knowledge``, ``tools``).
     """
-    loaded, wf, chosen, run_dir, thread_id, emit = _start(
-        case, workflow, backend, out, task, force, on_event, sinks, require_approval, max_steps, seed
-    )
+    started_at = agent_options.pop("_started_at", None)
     options = dict(agent_options, sinks=sinks, require_approval=require_approval, max_steps=max_steps, seed=seed)
+    loaded, wf, chosen, run_dir, thread_id, emit, started = _start(
+        case, workflow, backend, out, task, force, on_event, options, started_at=started_at
+    )
     # A backend okaflow built from a name is okaflow's to close; one passed in is the caller's.
     owned = chosen if isinstance(backend, str) else None
     with _sqlite_saver(run_dir) as saver, _closing_owned(owned):
-        graph, ctx = _agent(loaded, wf, chosen, saver, run_dir, options)
+        graph, ctx = _agent(loaded, wf, chosen, saver, run_dir, options, started)
         config = {"configurable": {"thread_id": thread_id}}
         for mode, chunk in graph.stream(
             _initial_state(loaded, wf),
@@ -334,13 +387,14 @@ async def arun(
     **agent_options: Any,
 ) -> RunResult:
     """The async twin of :func:`run`: same arguments, the backend called with ``aunderstand``."""
-    loaded, wf, chosen, run_dir, thread_id, emit = _start(
-        case, workflow, backend, out, task, force, on_event, sinks, require_approval, max_steps, seed, True
-    )
+    started_at = agent_options.pop("_started_at", None)
     options = dict(agent_options, sinks=sinks, require_approval=require_approval, max_steps=max_steps, seed=seed)
+    loaded, wf, chosen, run_dir, thread_id, emit, started = _start(
+        case, workflow, backend, out, task, force, on_event, options, True, started_at=started_at
+    )
     owned = chosen if isinstance(backend, str) else None
     async with _async_sqlite_saver(run_dir) as saver, contextlib.aclosing(_AsyncCloser(owned)):
-        graph, ctx = _agent(loaded, wf, chosen, saver, run_dir, options)
+        graph, ctx = _agent(loaded, wf, chosen, saver, run_dir, options, started)
         config = {"configurable": {"thread_id": thread_id}}
         async for mode, chunk in graph.astream(
             _initial_state(loaded, wf),
@@ -390,7 +444,7 @@ def approve(
     emit = _event_sink(path, on_event)
     options = dict(agent_options, sinks=sinks, require_approval=True)
     with _sqlite_saver(path) as saver:
-        graph, ctx = _agent(loaded, wf, chosen, saver, path, options)
+        graph, ctx = _agent(loaded, wf, chosen, saver, path, options, manifest["created"])
         config = {"configurable": {"thread_id": manifest["thread_id"]}}
         if not graph.get_state(config).next:
             raise RunDirectoryError(f"run {path} is not waiting for approval")

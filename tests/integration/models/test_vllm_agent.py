@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from okaflow import Case, arun, run
+from okaflow import Case, arun, replay, run
 from okaflow._case import resolve_image_path
 from okaflow._cli import main
 from okaflow.model_backend import AsyncOpenAIBackend, OpenAIBackend
@@ -75,6 +75,10 @@ def test_agent_batches_images_for_a_one_image_server_and_traces_every_claim(
     assert (report.backend, report.model_id, report.model_configured) == ("openai", VISION_MODEL, True)
     claim_texts = [b.text for b in report.blocks if isinstance(b, TextBlock) and b.provenance is not None]
     assert sorted(claim_texts) == sorted(c["text"] for c in result.state["claims"])
+    # The record replays without the server: the same batched calls, the same report bytes.
+    replayed = replay(result.run_dir, case=two_series_case(), out=tmp_path / "replay")
+    assert replayed.identical, replayed.differing
+    assert replayed.unused_model_calls == 0
 
 
 def test_async_agent_on_the_engine_runs_an_example_case(vllm_servers: Servers, tmp_path: Path) -> None:
@@ -115,6 +119,7 @@ def test_cli_runs_a_case_against_the_engine(vllm_servers: Servers, tmp_path: Pat
         "model_id": VISION_MODEL,
         "is_model": True,
         "base_url": vllm_servers.vision.base_url,
+        "max_images_per_request": 1,
     }
     assert main(["model", "check", "--model-url", vllm_servers.vision.base_url, "--model", VISION_MODEL]) == 0
     assert main(["model", "check", "--model-url", vllm_servers.vision.base_url, "--model", "unimedvl"]) == 6
