@@ -40,13 +40,21 @@ def request_record(request: UnderstandRequest) -> dict[str, Any]:
 
 
 class RecordingBackend:
-    """``backend``, with every call appended to ``path`` (JSON Lines) as it completes."""
+    """``backend``, with every call appended to ``path`` (JSON Lines) as it completes.
 
-    def __init__(self, backend: UnderstandingBackend, path: Path) -> None:
+    ``reuse`` holds recorded calls to answer from instead of calling ``backend`` (a resumed run's calls
+    that were made, and recorded, before it stopped mid-step): each is used once and not recorded again.
+    """
+
+    def __init__(self, backend: UnderstandingBackend, path: Path, *, reuse: list[dict[str, Any]] | None = None) -> None:
         self.inner = backend
         self.path = path
         self._lock = threading.Lock()
         self._seq = 0
+        self._reuse: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
+        for record in reuse or []:
+            self._reuse[record["prompt_hash"]].append(record)
+        self.reused = 0
 
     @property
     def name(self) -> str:
@@ -69,14 +77,31 @@ class RecordingBackend:
         return getattr(self.inner, "base_url", None)
 
     def understand(self, request: UnderstandRequest) -> UnderstandResult:
+        recorded = self._recorded(request)
+        if recorded is not None:
+            return recorded
         result = self.inner.understand(request)
         self._append(request, result)
         return result
 
     async def aunderstand(self, request: UnderstandRequest) -> UnderstandResult:
+        recorded = self._recorded(request)
+        if recorded is not None:
+            return recorded
         result = await self.inner.aunderstand(request)
         self._append(request, result)
         return result
+
+    def _recorded(self, request: UnderstandRequest) -> UnderstandResult | None:
+        if not self._reuse:
+            return None
+        with self._lock:
+            queue = self._reuse.get(prompt_hash(request))
+            if not queue:
+                return None
+            record = queue.popleft()
+            self.reused += 1
+        return UnderstandResult.model_validate(record["result"])
 
     def _append(self, request: UnderstandRequest, result: UnderstandResult) -> None:
         with self._lock:

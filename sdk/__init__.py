@@ -57,6 +57,7 @@ from okaflow._version import __version__
 if TYPE_CHECKING:
     from okaflow._case import Case
     from okaflow._replay import ReplayResult, replay
+    from okaflow._resume import resume
     from okaflow._run import RunResult, approve, arun, run
     from okaflow.agents import create_oka_agent
     from okaflow.model_backend import (
@@ -124,6 +125,7 @@ __all__ = [
     "list_workflows",
     "register_workflow",
     "replay",
+    "resume",
     "run",
 ]
 
@@ -135,6 +137,7 @@ _LAZY = {
     "arun": "okaflow._run",
     "run": "okaflow._run",
     "replay": "okaflow._replay",
+    "resume": "okaflow._resume",
     "ReplayResult": "okaflow._replay",
     "create_oka_agent": "okaflow.agents",
     "EvidenceOnlyAnalyst": "okaflow.model_backend",

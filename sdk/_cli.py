@@ -58,30 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("case", help="case folder, case.json, or FHIR bundle")
     r.add_argument("--out", help="run directory (default: runs/<case>-<time>-<id>)")
     r.add_argument("--workflow", help="workflow name or module:attr (default: the case's, else radiology-report)")
-    r.add_argument(
-        "--backend",
-        default="evidence-only",
-        help="understanding backend: evidence-only, openai (OpenAI-compatible server, e.g. vLLM), "
-        "transformers (a local model folder, in process) or module:factory",
-    )
-    r.add_argument("--model-url", help="openai backend: base URL, e.g. http://gpu-host:8000/v1 ($OKAFLOW_MODEL_URL)")
-    r.add_argument(
-        "--model",
-        help="openai: served model name, e.g. unimedvl ($OKAFLOW_MODEL); transformers: the local model folder",
-    )
-    r.add_argument("--device", default="cpu", help="transformers backend: cpu, cuda, cuda:1, mps (default cpu)")
-    r.add_argument("--dtype", default="float32", help="transformers backend: float32, bfloat16, float16")
-    r.add_argument(
-        "--max-images-per-request",
-        type=int,
-        metavar="N",
-        help="openai backend: the server's per-prompt image limit; the agent sends images in batches of N",
-    )
-    r.add_argument(
-        "--chat-template",
-        metavar="FILE|unimedvl",
-        help="openai backend: send this chat template with each request ('unimedvl': the role-less template)",
-    )
+    _add_backend_flags(r, "evidence-only")
     r.add_argument("--task", help="the clinical question/task (overrides case.json)")
     r.add_argument("--force", action="store_true", help="replace --out if it already holds a run")
     r.add_argument("--publish-dir", help="after approval, copy the report to this folder")
@@ -108,6 +85,15 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--by", help="who decides (recorded in the run)")
     a.add_argument("--note")
     a.add_argument("--publish-dir", required=True, help="the publish folder the run was started with")
+
+    rs = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint, in place")
+    rs.add_argument("run_dir")
+    _add_backend_flags(rs, None)
+    rs.add_argument("--case", help="where the run's case now lives (default: the recorded path)")
+    rs.add_argument("--lenient", action="store_true", help="load the case leniently, as the original run did")
+    rs.add_argument("--publish-dir", help="the publish folder the run was started with, if any")
+    rs.add_argument("--quiet", action="store_true", help="no progress display")
+    rs.add_argument("--json", action="store_true", help="print the result as JSON")
 
     rp = sub.add_parser("replay", help="re-execute a recorded run from its record (no model server needed)")
     rp.add_argument("run_dir")
@@ -155,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _model(args, out, err)
         if args.command == "replay":
             return _replay(args, out, err)
+        if args.command == "resume":
+            return _resume(args, out, err)
         return _workflows(out)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/red]")
@@ -209,39 +197,98 @@ def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
         out.print(f"[bold]okaflow {__version__}[/bold] running [cyan]{args.case}[/cyan]")
 
     with contextlib.ExitStack() as stack:
-        backend: Any = args.backend
-        if args.backend == "openai":
-            from okaflow.model_backend import OpenAIBackend
-
-            # The API key is read from $OKAFLOW_API_KEY only: secrets do not belong on a command line.
-            backend = stack.enter_context(
-                OpenAIBackend(
-                    base_url=args.model_url,
-                    model=args.model,
-                    max_images_per_request=args.max_images_per_request,
-                    chat_template=_chat_template(args.chat_template),
-                )
-            )
-        elif args.backend == "transformers":
-            from okaflow.model_backend import TransformersBackend
-
-            if not args.model:
-                err.print("--backend transformers needs --model DIR (a local model folder)")
-                return EXIT_CODES["usage"]
-            backend = TransformersBackend(
-                args.model,
-                device=args.device,
-                dtype=args.dtype,
-                chat_template=_chat_template(args.chat_template),
-                max_images_per_request=args.max_images_per_request,
-            )
-        elif args.model_url or args.model or args.max_images_per_request or args.chat_template:
-            err.print(
-                "--model-url, --model, --max-images-per-request and --chat-template apply to "
-                "--backend openai or transformers"
-            )
-            return EXIT_CODES["usage"]
+        backend = _backend(args, stack)
+        if backend is None:
+            return _usage_for_backend(args, err)
         result = _run_case(Case.load(args.case, strict=not args.lenient), backend, args, out, show)
+    return _report_result(result, args.json, out)
+
+
+def _backend(args: argparse.Namespace, stack: contextlib.ExitStack) -> Any:
+    """The backend the flags ask for: an instance, a spec string for ``resolve_backend``, or ``None`` if unusable."""
+    if args.backend == "openai":
+        from okaflow.model_backend import OpenAIBackend
+
+        # The API key is read from $OKAFLOW_API_KEY only: secrets do not belong on a command line.
+        return stack.enter_context(
+            OpenAIBackend(
+                base_url=args.model_url,
+                model=args.model,
+                max_images_per_request=args.max_images_per_request,
+                chat_template=_chat_template(args.chat_template),
+            )
+        )
+    if args.backend == "transformers":
+        from okaflow.model_backend import TransformersBackend
+
+        if not args.model:
+            return None
+        return TransformersBackend(
+            args.model,
+            device=args.device,
+            dtype=args.dtype,
+            chat_template=_chat_template(args.chat_template),
+            max_images_per_request=args.max_images_per_request,
+        )
+    if args.model_url or args.model or args.max_images_per_request or args.chat_template:
+        return None
+    return args.backend
+
+
+def _usage_for_backend(args: argparse.Namespace, err: Console) -> int:
+    if args.backend == "transformers":
+        err.print("--backend transformers needs --model DIR (a local model folder)")
+    else:
+        err.print(
+            "--model-url, --model, --max-images-per-request and --chat-template apply to "
+            "--backend openai or transformers"
+        )
+    return EXIT_CODES["usage"]
+
+
+def _add_backend_flags(p: argparse.ArgumentParser, default: str | None) -> None:
+    p.add_argument(
+        "--backend",
+        default=default,
+        help="understanding backend: evidence-only, openai (OpenAI-compatible server, e.g. vLLM), "
+        "transformers (a local model folder, in process) or module:factory",
+    )
+    p.add_argument("--model-url", help="openai backend: base URL, e.g. http://gpu-host:8000/v1 ($OKAFLOW_MODEL_URL)")
+    p.add_argument(
+        "--model",
+        help="openai: served model name, e.g. unimedvl ($OKAFLOW_MODEL); transformers: the local model folder",
+    )
+    p.add_argument("--device", default="cpu", help="transformers backend: cpu, cuda, cuda:1, mps (default cpu)")
+    p.add_argument("--dtype", default="float32", help="transformers backend: float32, bfloat16, float16")
+    p.add_argument(
+        "--max-images-per-request",
+        type=int,
+        metavar="N",
+        help="openai backend: the server's per-prompt image limit; the agent sends images in batches of N",
+    )
+    p.add_argument(
+        "--chat-template",
+        metavar="FILE|unimedvl",
+        help="openai backend: send this chat template with each request ('unimedvl': the role-less template)",
+    )
+
+
+def _resume(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from okaflow._resume import resume
+
+    with contextlib.ExitStack() as stack:
+        backend = _backend(args, stack)
+        if backend is None and (args.backend is not None or args.model_url or args.model):
+            return _usage_for_backend(args, err)
+        show = not (args.quiet or args.json)
+        result = resume(
+            args.run_dir,
+            backend=backend,
+            case=args.case,
+            strict=not args.lenient,
+            sinks=_sinks(args.publish_dir),
+            on_event=_Progress(out) if show else None,
+        )
     return _report_result(result, args.json, out)
 
 

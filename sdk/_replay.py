@@ -17,7 +17,7 @@ from okaflow._errors import ConfigurationError, ReplayInputsChangedError, RunDir
 from okaflow._run import RUN_MANIFEST, EventHandler, RunResult, run
 from okaflow._version import __version__
 
-__all__ = ["REPORT_FILES", "ReplayResult", "read_manifest", "replay"]
+__all__ = ["REPORT_FILES", "ReplayResult", "case_from_record", "input_changes", "read_manifest", "replay"]
 
 REPORT_FILES = ("report.json", "report.md", "report.html")
 
@@ -85,8 +85,8 @@ def replay(
 
     original = Path(run_dir)
     manifest = read_manifest(original)
-    loaded = _case(manifest, case, strict)
-    changes = _changes(manifest, loaded)
+    loaded = case_from_record(manifest, case, strict)
+    changes = input_changes(manifest, loaded)
     if changes:
         raise ReplayInputsChangedError(
             f"run {original} cannot be replayed as recorded: " + "; ".join(changes),
@@ -131,7 +131,8 @@ def replay(
     )
 
 
-def _case(manifest: dict[str, Any], case: Case | str | Path | None, strict: bool) -> Case:
+def case_from_record(manifest: dict[str, Any], case: Case | str | Path | None, strict: bool) -> Case:
+    """The case a recorded run ran on: ``case`` if given, else loaded from the recorded source."""
     if isinstance(case, Case):
         return case
     source = case if case is not None else manifest["case"].get("source")
@@ -149,7 +150,7 @@ def _case(manifest: dict[str, Any], case: Case | str | Path | None, strict: bool
     return Case.load(source, strict=strict)
 
 
-def _changes(manifest: dict[str, Any], case: Case) -> list[str]:
+def input_changes(manifest: dict[str, Any], case: Case) -> list[str]:
     """Every way the replay's inputs differ from the record, one line each."""
     changes = []
     if manifest.get("okaflow_version") != __version__:

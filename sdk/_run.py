@@ -249,6 +249,7 @@ def _agent(
     run_dir: Path,
     kwargs: dict[str, Any],
     started_at: str | None = None,
+    reuse: list[dict[str, Any]] | None = None,
 ) -> tuple[Any, Any]:
     """The compiled graph and its context; the backend's and generator's calls are recorded in the run."""
     from okaflow.agents import RunContext, create_oka_agent
@@ -260,7 +261,7 @@ def _agent(
     generator = _generator(kwargs.pop("generator", "default"))
     if generator is not None:
         generator = RecordingGenerator(generator, run_dir / GENERATION_CALLS, store)
-    recorded = RecordingBackend(backend, run_dir / MODEL_CALLS)
+    recorded = RecordingBackend(backend, run_dir / MODEL_CALLS, reuse=reuse)
     graph = create_oka_agent(
         recorded, kwargs.pop("tools", None), workflow=wf, checkpointer=saver, generator=generator, **kwargs
     )

@@ -13,13 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from okaflow import Case, arun, replay, run
+from okaflow import BackendConnectionError, Case, arun, replay, resume, run
 from okaflow._case import resolve_image_path
 from okaflow._cli import main
-from okaflow.model_backend import AsyncOpenAIBackend, OpenAIBackend
+from okaflow.model_backend import (
+    AsyncOpenAIBackend,
+    OpenAIBackend,
+    UnderstandRequest,
+    UnderstandResult,
+    VLLMServer,
+)
 from okaflow.tools.reporting import TextBlock
 
-from .conftest import EXAMPLES, VISION_MODEL, Servers
+from .conftest import EXAMPLES, VISION_MODEL, Servers, make_server
 from .test_vllm_client import run_async
 
 pytestmark = pytest.mark.integration
@@ -123,3 +129,64 @@ def test_cli_runs_a_case_against_the_engine(vllm_servers: Servers, tmp_path: Pat
     }
     assert main(["model", "check", "--model-url", vllm_servers.vision.base_url, "--model", VISION_MODEL]) == 0
     assert main(["model", "check", "--model-url", vllm_servers.vision.base_url, "--model", "unimedvl"]) == 6
+
+
+class StopsServerAfterFirstCall:
+    """An OpenAI backend whose vLLM server is stopped (for real) as soon as its first answer arrives."""
+
+    def __init__(self, backend: OpenAIBackend, server: VLLMServer) -> None:
+        self.backend, self.server = backend, server
+        self.name, self.model_id, self.is_model = backend.name, backend.model_id, True
+        self.max_images_per_request = backend.max_images_per_request
+        self.base_url = backend.base_url
+
+    def understand(self, request: UnderstandRequest) -> UnderstandResult:
+        result = self.backend.understand(request)
+        self.server.stop()
+        return result
+
+    async def aunderstand(self, request: UnderstandRequest) -> UnderstandResult:
+        raise NotImplementedError
+
+
+class Counting:
+    """Counts the requests that reach the live backend."""
+
+    def __init__(self, backend: OpenAIBackend) -> None:
+        self.backend, self.calls = backend, 0
+        self.name, self.model_id, self.is_model = backend.name, backend.model_id, True
+        self.max_images_per_request = backend.max_images_per_request
+
+    def understand(self, request: UnderstandRequest) -> UnderstandResult:
+        self.calls += 1
+        return self.backend.understand(request)
+
+    async def aunderstand(self, request: UnderstandRequest) -> UnderstandResult:
+        raise NotImplementedError
+
+
+def test_model_server_stopped_mid_run_then_the_run_resumes_on_a_live_server(
+    vllm_servers: Servers, tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    doomed = make_server(tiny_models["blip2-vlm"], VISION_MODEL, tmp_path / "cache", limit_mm_per_prompt={"image": 1})
+    case = two_series_case()
+    # Step 1 sends two image batches: the first is answered, then the server is gone.
+    with (
+        doomed,
+        OpenAIBackend(base_url=doomed.base_url, model=VISION_MODEL, max_images_per_request=1, max_retries=0) as first,
+        pytest.raises(BackendConnectionError),
+    ):
+        run(case, backend=StopsServerAfterFirstCall(first, doomed), out=tmp_path / "run", **LIMITS)
+    assert len((tmp_path / "run" / "model_calls.jsonl").read_text().splitlines()) == 1
+    assert not (tmp_path / "run" / "report.json").exists()
+
+    with OpenAIBackend(base_url=vllm_servers.vision.base_url, model=VISION_MODEL, max_images_per_request=1) as live:
+        counting = Counting(live)
+        result = resume(tmp_path / "run", backend=counting, case=case)
+    assert result.status == "completed"
+    calls = (tmp_path / "run" / "model_calls.jsonl").read_text().splitlines()
+    # The answered batch was not asked again: every recorded call is distinct, and the live server
+    # answered all the others.
+    assert len({json.loads(c)["prompt_hash"] for c in calls}) == len(calls)
+    assert counting.calls == len(calls) - 1
+    check_run(result.run_dir, result.state, batches=2)
