@@ -55,6 +55,7 @@ from okaflow._types import Evidence, Modality, Provenance
 from okaflow._version import __version__
 
 if TYPE_CHECKING:
+    from okaflow._batch import BatchResult, CaseOutcome, abatch, batch
     from okaflow._case import Case
     from okaflow._replay import ReplayResult, replay
     from okaflow._resume import resume
@@ -87,8 +88,10 @@ __all__ = [
     "BackendServerError",
     "BackendStatusError",
     "BackendTimeoutError",
+    "BatchResult",
     "Case",
     "CaseError",
+    "CaseOutcome",
     "ConfigurationError",
     "DICOMError",
     "Evidence",
@@ -118,8 +121,10 @@ __all__ = [
     "VLLMServer",
     "Workflow",
     "__version__",
+    "abatch",
     "approve",
     "arun",
+    "batch",
     "create_oka_agent",
     "get_workflow",
     "list_workflows",
@@ -136,6 +141,10 @@ _LAZY = {
     "approve": "okaflow._run",
     "arun": "okaflow._run",
     "run": "okaflow._run",
+    "batch": "okaflow._batch",
+    "abatch": "okaflow._batch",
+    "BatchResult": "okaflow._batch",
+    "CaseOutcome": "okaflow._batch",
     "replay": "okaflow._replay",
     "resume": "okaflow._resume",
     "ReplayResult": "okaflow._replay",

@@ -11,7 +11,8 @@ Exit codes (stable, for scripts and schedulers):
 5     the run is paused, waiting for approval (``okaflow approve``)
 6     configuration error (unknown workflow/backend, missing extra)
 7     ``replay``: the replayed report differs from the recorded one (the files are listed)
-8     ``replay``: refused — inputs or okaflow version changed, or the run asked for an unrecorded call
+8     ``replay``/``resume``: refused — inputs or okaflow version changed, or an unrecorded call was asked
+9     ``batch``: finished, but some cases failed (listed; run the same batch again to retry them)
 130   interrupted (Ctrl-C)
 ====  =====================================================================
 """
@@ -46,6 +47,7 @@ EXIT_CODES = {
     "config": 6,
     "replay_differs": 7,
     "replay_refused": 8,
+    "batch_failures": 9,
 }
 
 
@@ -85,6 +87,17 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--by", help="who decides (recorded in the run)")
     a.add_argument("--note")
     a.add_argument("--publish-dir", required=True, help="the publish folder the run was started with")
+
+    b = sub.add_parser("batch", help="run many cases concurrently, with progress and a summary (resumable)")
+    b.add_argument("cases", nargs="+", help="case folders, case.json files or bundles")
+    b.add_argument("--out", required=True, help="batch folder: one run per case + summary.csv/json + index.html")
+    b.add_argument("--concurrency", type=int, default=4, help="cases in flight at once (default 4)")
+    _add_backend_flags(b, "evidence-only")
+    b.add_argument("--workflow", help="workflow for every case (default: each case's own)")
+    b.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.add_argument("--json", action="store_true", help="print the outcomes as JSON")
 
     rs = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint, in place")
     rs.add_argument("run_dir")
@@ -143,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _replay(args, out, err)
         if args.command == "resume":
             return _resume(args, out, err)
+        if args.command == "batch":
+            return _batch(args, out, err)
         return _workflows(out)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/red]")
@@ -290,6 +305,85 @@ def _resume(args: argparse.Namespace, out: Console, err: Console) -> int:
             on_event=_Progress(out) if show else None,
         )
     return _report_result(result, args.json, out)
+
+
+def _batch(args: argparse.Namespace, out: Console, err: Console) -> int:
+    import asyncio
+    import dataclasses
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from okaflow._batch import abatch
+
+    if args.concurrency < 1 or args.max_steps < 1:
+        err.print("--concurrency and --max-steps must be at least 1")
+        return EXIT_CODES["usage"]
+    backend: Any = args.backend
+    if args.backend == "openai":
+        from okaflow.model_backend import AsyncOpenAIBackend
+
+        backend = AsyncOpenAIBackend(
+            base_url=args.model_url,
+            model=args.model,
+            max_images_per_request=args.max_images_per_request,
+            chat_template=_chat_template(args.chat_template),
+        )
+    else:
+        with contextlib.ExitStack() as stack:
+            backend = _backend(args, stack)
+        if backend is None:
+            return _usage_for_backend(args, err)
+    show = not (args.quiet or args.json)
+    progress = Progress(
+        TextColumn("[bold]batch"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=out,
+        disable=not show,
+    )
+
+    async def go() -> Any:
+        try:
+            with progress:
+                task = progress.add_task("", total=len(args.cases))
+
+                def advance(outcome: Any, finished: int, total: int) -> None:
+                    progress.update(task, completed=finished, description=f"{outcome.status}: {outcome.case}")
+
+                return await abatch(
+                    args.cases,
+                    out=args.out,
+                    concurrency=args.concurrency,
+                    backend=backend,
+                    on_progress=advance,
+                    workflow=args.workflow,
+                    max_steps=args.max_steps,
+                    seed=args.seed,
+                )
+        finally:
+            close = getattr(backend, "aclose", None)
+            if close is not None:
+                await close()
+
+    result = asyncio.run(go())
+    if args.json:
+        out.print_json(json.dumps([dataclasses.asdict(o) for o in result.outcomes]))
+    else:
+        table = Table("case", "status", "seconds", "flagged", "reason / report")
+        for o in result.outcomes:
+            colour = {"failed": "red", "kept": "dim"}.get(o.status, "green")
+            table.add_row(
+                o.case,
+                f"[{colour}]{o.status}[/{colour}]",
+                f"{o.seconds:.1f}",
+                str(o.flagged_claims),
+                o.reason or o.report or "",
+            )
+        out.print(table)
+        out.print(f"summary: {result.summary_csv}  index: {result.index_html}", highlight=False)
+    return EXIT_CODES["batch_failures" if result.failed else "ok"]
 
 
 def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
