@@ -57,6 +57,7 @@ from okaflow._version import __version__
 if TYPE_CHECKING:
     from okaflow._batch import BatchResult, CaseOutcome, abatch, batch
     from okaflow._case import Case
+    from okaflow._diff import RunDiff, diff_runs
     from okaflow._replay import ReplayResult, replay
     from okaflow._resume import resume
     from okaflow._run import RunResult, approve, arun, run
@@ -113,6 +114,7 @@ __all__ = [
     "ReplayMismatchError",
     "ReplayResult",
     "Report",
+    "RunDiff",
     "RunDirectoryError",
     "RunResult",
     "TransformersBackend",
@@ -126,6 +128,7 @@ __all__ = [
     "arun",
     "batch",
     "create_oka_agent",
+    "diff_runs",
     "get_workflow",
     "list_workflows",
     "register_workflow",
@@ -141,6 +144,8 @@ _LAZY = {
     "approve": "okaflow._run",
     "arun": "okaflow._run",
     "run": "okaflow._run",
+    "diff_runs": "okaflow._diff",
+    "RunDiff": "okaflow._diff",
     "batch": "okaflow._batch",
     "abatch": "okaflow._batch",
     "BatchResult": "okaflow._batch",

@@ -10,7 +10,7 @@ Exit codes (stable, for scripts and schedulers):
 4     backend error: the model or generation backend failed
 5     the run is paused, waiting for approval (``okaflow approve``)
 6     configuration error (unknown workflow/backend, missing extra)
-7     ``replay``: the replayed report differs from the recorded one (the files are listed)
+7     ``replay``: the replayed report differs from the recorded one; ``diff``: the runs differ
 8     ``replay``/``resume``: refused — inputs or okaflow version changed, or an unrecorded call was asked
 9     ``batch``: finished, but some cases failed (listed; run the same batch again to retry them)
 130   interrupted (Ctrl-C)
@@ -45,7 +45,7 @@ EXIT_CODES = {
     "backend": 4,
     "awaiting_approval": 5,
     "config": 6,
-    "replay_differs": 7,
+    "differs": 7,
     "replay_refused": 8,
     "batch_failures": 9,
 }
@@ -116,6 +116,12 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--lenient", action="store_true", help="load the case leniently, as the original run did")
     rp.add_argument("--json", action="store_true", help="print the result as JSON")
 
+    d = sub.add_parser("diff", help="compare two runs: setup, each analysis step, citations, images, report text")
+    d.add_argument("run_a")
+    d.add_argument("run_b")
+    d.add_argument("--html", help="also write the comparison as an HTML page here")
+    d.add_argument("--json", action="store_true", help="print the comparison as JSON")
+
     sub.add_parser("workflows", help="list the registered workflows")
 
     m = sub.add_parser("model", help="serve a model with vLLM, or check a model server")
@@ -158,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _resume(args, out, err)
         if args.command == "batch":
             return _batch(args, out, err)
+        if args.command == "diff":
+            return _diff(args, out)
         return _workflows(out)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/red]")
@@ -386,6 +394,22 @@ def _batch(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_CODES["batch_failures" if result.failed else "ok"]
 
 
+def _diff(args: argparse.Namespace, out: Console) -> int:
+    import dataclasses
+
+    from okaflow._diff import diff_runs
+
+    result = diff_runs(args.run_a, args.run_b)
+    if args.html:
+        Path(args.html).write_text(result.to_html(), encoding="utf-8")
+    if args.json:
+        data = dataclasses.asdict(result)
+        out.print_json(json.dumps({**data, "a": str(result.a), "b": str(result.b), "identical": result.identical}))
+    else:
+        out.print(result.to_text(), highlight=False, markup=False)
+    return EXIT_CODES["ok" if result.identical else "differs"]
+
+
 def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
     from okaflow._replay import replay
 
@@ -407,7 +431,7 @@ def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
         err.print(f"[red]differs[/red]: {', '.join(result.differing)} of {result.run.run_dir} differ from the record")
     if result.unused_model_calls:
         err.print(f"note: {result.unused_model_calls} recorded model call(s) were not asked for", highlight=False)
-    return EXIT_CODES["ok" if result.identical else "replay_differs"]
+    return EXIT_CODES["ok" if result.identical else "differs"]
 
 
 def _chat_template(value: str | None) -> str | None:

@@ -92,5 +92,5 @@ def test_cli_replays_and_reports_identical(tmp_path: Path, capsys: pytest.Captur
     assert result["replay_dir"] == str(tmp_path / "run-replay")
     # A replayed report that differs is exit code 7, with the files named.
     (tmp_path / "run" / "report.md").write_text("tampered")
-    assert main(["replay", str(original.run_dir), "--force"]) == EXIT_CODES["replay_differs"]
+    assert main(["replay", str(original.run_dir), "--force"]) == EXIT_CODES["differs"]
     assert "report.md" in capsys.readouterr().err
