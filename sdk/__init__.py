@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from okaflow._case import Case
     from okaflow._diff import RunDiff, diff_runs
     from okaflow._replay import ReplayResult, replay
+    from okaflow._rerun import rerun
     from okaflow._resume import resume
     from okaflow._run import RunResult, approve, arun, run
     from okaflow.agents import create_oka_agent
@@ -133,6 +134,7 @@ __all__ = [
     "list_workflows",
     "register_workflow",
     "replay",
+    "rerun",
     "resume",
     "run",
 ]
@@ -152,6 +154,7 @@ _LAZY = {
     "CaseOutcome": "okaflow._batch",
     "replay": "okaflow._replay",
     "resume": "okaflow._resume",
+    "rerun": "okaflow._rerun",
     "ReplayResult": "okaflow._replay",
     "create_oka_agent": "okaflow.agents",
     "EvidenceOnlyAnalyst": "okaflow.model_backend",

@@ -116,6 +116,19 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--lenient", action="store_true", help="load the case leniently, as the original run did")
     rp.add_argument("--json", action="store_true", help="print the result as JSON")
 
+    rr = sub.add_parser("rerun", help="fork a run from a checkpoint into a new run, with another backend or settings")
+    rr.add_argument("run_dir")
+    rr.add_argument("--from", dest="from_step", type=int, default=1, metavar="STEP", help="analysis step to redo first")
+    rr.add_argument("--out", help="the new run directory (default: RUN-from-STEP beside it)")
+    rr.add_argument("--force", action="store_true", help="replace --out if it already holds a run")
+    _add_backend_flags(rr, None)
+    rr.add_argument("--max-steps", type=int, help="override the run's step cap")
+    rr.add_argument("--seed", type=int, help="override the run's seed")
+    rr.add_argument("--case", help="where the run's case now lives (default: the recorded path)")
+    rr.add_argument("--lenient", action="store_true", help="load the case leniently, as the original run did")
+    rr.add_argument("--quiet", action="store_true", help="no progress display")
+    rr.add_argument("--json", action="store_true", help="print the result as JSON")
+
     d = sub.add_parser("diff", help="compare two runs: setup, each analysis step, citations, images, report text")
     d.add_argument("run_a")
     d.add_argument("run_b")
@@ -166,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _batch(args, out, err)
         if args.command == "diff":
             return _diff(args, out)
+        if args.command == "rerun":
+            return _rerun(args, out, err)
         return _workflows(out)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/red]")
@@ -392,6 +407,29 @@ def _batch(args: argparse.Namespace, out: Console, err: Console) -> int:
         out.print(table)
         out.print(f"summary: {result.summary_csv}  index: {result.index_html}", highlight=False)
     return EXIT_CODES["batch_failures" if result.failed else "ok"]
+
+
+def _rerun(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from okaflow._rerun import rerun
+
+    with contextlib.ExitStack() as stack:
+        backend = _backend(args, stack)
+        if backend is None and (args.backend is not None or args.model_url or args.model):
+            return _usage_for_backend(args, err)
+        show = not (args.quiet or args.json)
+        result = rerun(
+            args.run_dir,
+            from_step=args.from_step,
+            out=args.out,
+            force=args.force,
+            backend=backend,
+            case=args.case,
+            strict=not args.lenient,
+            max_steps=args.max_steps,
+            seed=args.seed,
+            on_event=_Progress(out) if show else None,
+        )
+    return _report_result(result, args.json, out)
 
 
 def _diff(args: argparse.Namespace, out: Console) -> int:

@@ -136,7 +136,8 @@ def final_state(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     db = run_dir / "checkpoints.sqlite"
     if not db.is_file():
         return {}
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, check_same_thread=False)) as conn:
+    # Not mode=ro: a read-only connection to a WAL database leaves -wal/-shm files behind in the run.
+    with contextlib.closing(sqlite3.connect(db, check_same_thread=False)) as conn:
         found = SqliteSaver(conn).get_tuple({"configurable": {"thread_id": manifest["thread_id"]}})
     return dict(found.checkpoint["channel_values"]) if found else {}
 

@@ -29,7 +29,7 @@ from okaflow._run import (
 )
 from okaflow.model_backend import UnderstandingBackend
 
-__all__ = ["resume"]
+__all__ = ["backend_for", "generator_for", "resume"]
 
 
 def resume(
@@ -75,7 +75,7 @@ def resume(
         )
     if loaded.task != manifest["case"].get("task"):
         loaded.task = manifest["case"].get("task")
-    chosen = _backend(manifest, backend)
+    chosen = backend_for(manifest, backend)
     settings = manifest["settings"]
     options: dict[str, Any] = {
         "max_steps": settings["max_steps"],
@@ -92,7 +92,7 @@ def resume(
         )
     options["sinks"] = sinks
     if "generator" not in agent_options:
-        options["generator"] = _generator(settings.get("generator"))
+        options["generator"] = generator_for(settings.get("generator"))
     from okaflow.workflows import get_workflow
 
     wf = get_workflow(manifest["workflow"])
@@ -137,7 +137,8 @@ def _unfinished_calls(run_dir: Path, values: dict[str, Any]) -> list[dict[str, A
     return [c for c in calls if c["prompt_hash"] not in finished]
 
 
-def _backend(manifest: dict[str, Any], backend: UnderstandingBackend | str | None) -> UnderstandingBackend:
+def backend_for(manifest: dict[str, Any], backend: UnderstandingBackend | str | None) -> UnderstandingBackend:
+    """``backend`` if given, else the recorded backend rebuilt (evidence-only, or the recorded server)."""
     if backend is not None:
         return resolve_backend(backend)
     recorded = manifest["backend"]
@@ -157,7 +158,8 @@ def _backend(manifest: dict[str, Any], backend: UnderstandingBackend | str | Non
     )
 
 
-def _generator(recorded: dict[str, Any] | None) -> Any:
+def generator_for(recorded: dict[str, Any] | None) -> Any:
+    """The generator option that rebuilds a recorded generator (``"default"`` for the classical one)."""
     if recorded is None:
         return None
     if recorded["name"] == "classical":
