@@ -285,6 +285,8 @@ class _OpenAICommon:
         }
         if request.seed is not None:
             body["seed"] = request.seed
+        if request.stop:
+            body["stop"] = list(request.stop)
         if request.response_schema is not None:
             body["response_format"] = {
                 "type": "json_schema",

@@ -67,6 +67,7 @@ class UnderstandRequest(BaseModel):
     seed: int | None = 0
     temperature: float = 0.0
     max_tokens: int = 1024
+    stop: list[str] = Field(default_factory=list, description="Stop sequences; none of them is in the answer.")
     context: dict[str, Any] = Field(
         default_factory=dict, description="Structured hints for non-prose backends (e.g. tool results)."
     )
@@ -146,7 +147,7 @@ class UnderstandingBackend(Protocol):
 
 
 def prompt_hash(request: UnderstandRequest) -> str:
-    """A stable hash of everything that determines the answer: messages, image bytes, schema, seed."""
+    """A stable hash of everything that determines the answer: messages, image bytes, schema, sampling, stops."""
     payload = {
         "messages": [m.model_dump() for m in request.messages],
         "images": [content_hash(i.png) for i in request.images],
@@ -155,4 +156,6 @@ def prompt_hash(request: UnderstandRequest) -> str:
         "temperature": request.temperature,
         "max_tokens": request.max_tokens,
     }
+    if request.stop:  # only when set, so hashes (and recorded runs) without stop sequences stay the same
+        payload["stop"] = request.stop
     return content_hash(payload)

@@ -38,6 +38,12 @@ _DTYPES = ("float32", "float16", "bfloat16")
 _GENERATE_LOCK = threading.Lock()
 
 
+def _cut_at_stop(text: str, stops: list[str]) -> str:
+    """The text before the first stop sequence (transformers keeps it; OpenAI servers do not)."""
+    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
+    return text[:cut]
+
+
 def _require(module: str) -> Any:
     try:
         return __import__(module)
@@ -149,6 +155,8 @@ class TransformersBackend:
             options.update(do_sample=True, temperature=request.temperature)
         else:
             options["do_sample"] = False
+        if request.stop:
+            options.update(stop_strings=list(request.stop), tokenizer=self._tokenizer)
         if request.response_schema is not None and self.structured_output:
             options["logits_processor"] = [self._grammar_processor(request.response_schema)]
         started = time.perf_counter()
@@ -161,7 +169,7 @@ class TransformersBackend:
         completion = int(new_tokens.shape[-1])
         eos = self._tokenizer.eos_token_id
         truncated = completion >= request.max_tokens and (eos is None or int(new_tokens[-1]) != eos)
-        raw_text = self._tokenizer.decode(new_tokens, skip_special_tokens=True)
+        raw_text = _cut_at_stop(self._tokenizer.decode(new_tokens, skip_special_tokens=True), request.stop)
         text, reasoning = split_reasoning(raw_text)
         parsed = parse_json_answer(text, request, truncated=truncated, backend=self.name)
         return UnderstandResult(

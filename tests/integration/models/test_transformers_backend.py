@@ -12,7 +12,7 @@ from okaflow.model_backend import TransformersBackend, UnderstandingBackend, jso
 
 from .conftest import EXAMPLES
 from .test_vllm_agent import LIMITS, check_run, two_series_case
-from .test_vllm_client import Finding, ask, png_image, run_async
+from .test_vllm_client import Finding, ask, png_image, run_async, stop_inside
 
 pytestmark = pytest.mark.integration
 
@@ -88,3 +88,10 @@ def test_bad_configuration_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(MissingExtraError) as info:
         TransformersBackend(tmp_path)
     assert info.value.hint == "pip install 'okaflow[local]'"
+
+
+def test_stop_sequences_end_the_answer_before_them(text_backend: TransformersBackend) -> None:
+    whole = text_backend.understand(ask("Write on.", max_tokens=24, temperature=1.0, seed=9)).text
+    stop = stop_inside(whole)
+    cut = text_backend.understand(ask("Write on.", max_tokens=24, temperature=1.0, seed=9, stop=[stop]))
+    assert cut.text == whole[: whole.find(stop)]

@@ -262,3 +262,21 @@ def test_server_stopped_mid_session_retries_then_raises_a_typed_error(
     assert len(slept) == 2, "two retries, each after a backoff"
     assert "after 3 attempts" in str(info.value)
     assert server.base_url.removesuffix("/v1") in str(info.value)
+
+
+def stop_inside(text: str) -> str:
+    """A stop sequence that first occurs well inside ``text`` (two characters from its middle)."""
+    for start in range(len(text) // 2, len(text) - 1):
+        candidate = text[start : start + 2]
+        if text.find(candidate) >= 1:
+            return candidate
+    raise AssertionError(f"no usable stop sequence in {text!r}")
+
+
+def test_stop_sequences_end_the_answer_before_them(vllm_servers: Servers) -> None:
+    with OpenAIBackend(base_url=vllm_servers.text.base_url, model=TEXT_MODEL) as backend:
+        whole = backend.understand(ask("Write on.", max_tokens=24, temperature=1.0, seed=9)).text
+        stop = stop_inside(whole)
+        cut = backend.understand(ask("Write on.", max_tokens=24, temperature=1.0, seed=9, stop=[stop]))
+    assert cut.text == whole[: whole.find(stop)]
+    assert cut.provenance.usage["completion_tokens"] < 24

@@ -97,7 +97,10 @@ def test_chat_template_travels_with_the_request_and_is_role_less() -> None:
     client = httpx.Client(transport=httpx.MockTransport(handler))
     with OpenAIBackend(base_url=BASE, model="m", http_client=client, chat_template=UNIMEDVL_CHAT_TEMPLATE) as b:
         b.understand(ask())
+        b.understand(ask().model_copy(update={"stop": ["</answer>"]}))
     assert bodies[0]["chat_template"] == UNIMEDVL_CHAT_TEMPLATE
+    assert "stop" not in bodies[0]
+    assert bodies[1]["stop"] == ["</answer>"]
     assert "role" not in UNIMEDVL_CHAT_TEMPLATE  # no system/user/assistant names are rendered
     assert "<|im_start|>" in UNIMEDVL_CHAT_TEMPLATE
     assert "<|im_end|>" in UNIMEDVL_CHAT_TEMPLATE
