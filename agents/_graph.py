@@ -11,7 +11,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from langchain_core.runnables import RunnableLambda
@@ -106,7 +107,7 @@ def create_oka_agent(
             continue
         if isinstance(fn, tuple):
             sync_fn, async_fn = fn
-            graph.add_node(name, RunnableLambda(sync_fn, afunc=async_fn, name=name))
+            graph.add_node(name, RunnableLambda(_weakly(sync_fn), afunc=_aweakly(async_fn), name=name))
         else:
             graph.add_node(name, fn)
     graph.add_edge(START, "observe")
@@ -131,4 +132,32 @@ def create_oka_agent(
     else:
         graph.add_edge("report", END)
     compiled: CompiledStateGraph[Any, Any, Any, Any] = graph.compile(checkpointer=checkpointer, name="oka")
+    compiled.okaflow_nodes = nodes  # type: ignore[attr-defined]  # keeps the weakly wrapped nodes alive
     return compiled
+
+
+# langchain_core caches what a RunnableLambda's function reaches (an lru_cache of 256 entries): handed
+# our per-run closures, it kept the last ~128 runs' backends, cases and records alive. It gets a
+# trampoline holding only a weak reference; the compiled graph holds the nodes themselves.
+def _weakly(fn: Callable[[OKAState], dict[str, Any]]) -> Callable[[OKAState], dict[str, Any]]:
+    ref = weakref.ref(fn)
+
+    def node(state: OKAState) -> dict[str, Any]:
+        target = ref()
+        assert target is not None, "the node outlived its graph"
+        return target(state)
+
+    return node
+
+
+def _aweakly(
+    fn: Callable[[OKAState], Awaitable[dict[str, Any]]],
+) -> Callable[[OKAState], Awaitable[dict[str, Any]]]:
+    ref = weakref.ref(fn)
+
+    async def node(state: OKAState) -> dict[str, Any]:
+        target = ref()
+        assert target is not None, "the node outlived its graph"
+        return await target(state)
+
+    return node

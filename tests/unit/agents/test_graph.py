@@ -227,3 +227,18 @@ def test_images_over_the_backends_limit_go_in_batches_and_claims_keep_their_batc
     first, second = backend.requests
     assert first.response_schema == second.response_schema
     assert first.evidence == second.evidence
+
+
+def test_a_finished_run_leaves_nothing_of_itself_alive(ct_pair_case: Case, tmp_path: Path) -> None:
+    """Long cohorts and replay series must not accumulate runs (langchain_core caches node closures)."""
+    import gc
+    import weakref
+
+    def one(i: int) -> weakref.ref[ScriptedBackend]:
+        backend = ScriptedBackend([{"claims": []}])
+        run(ct_pair_case, backend=backend, out=tmp_path / f"run-{i}", max_steps=1)
+        return weakref.ref(backend)
+
+    refs = [one(i) for i in range(3)]
+    gc.collect()
+    assert [r() for r in refs] == [None, None, None]
