@@ -8,14 +8,15 @@ from their last checkpoint, failed ones run again.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import csv
 import html
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from okaflow._case import Case
 from okaflow._errors import OkaflowError
@@ -23,8 +24,9 @@ from okaflow._run import RUN_MANIFEST, arun, resolve_backend
 from okaflow._types import utc_now
 from okaflow.model_backend import UnderstandingBackend
 
-__all__ = ["BatchResult", "CaseOutcome", "abatch", "batch"]
+__all__ = ["BatchResult", "CaseOutcome", "abatch", "batch", "run_coroutine"]
 
+T = TypeVar("T")
 Status = Literal["done", "failed", "resumed", "kept"]
 ProgressHandler = Callable[["CaseOutcome", int, int], None]
 
@@ -70,10 +72,21 @@ def batch(
     on_progress: ProgressHandler | None = None,
     **run_options: Any,
 ) -> BatchResult:
-    """Run ``cases`` concurrently (see :func:`abatch`) from synchronous code."""
-    return asyncio.run(
-        abatch(cases, out=out, concurrency=concurrency, backend=backend, on_progress=on_progress, **run_options)
+    """Run ``cases`` concurrently (see :func:`abatch`) from synchronous code, notebooks included."""
+    return run_coroutine(
+        lambda: abatch(cases, out=out, concurrency=concurrency, backend=backend, on_progress=on_progress, **run_options)
     )
+
+
+def run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run(make())``, in a worker thread when this thread already runs an event loop
+    (a Jupyter notebook, or a host application), where ``asyncio.run`` would refuse."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="okaflow-batch") as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
 
 
 async def abatch(

@@ -331,12 +331,11 @@ def _resume(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def _batch(args: argparse.Namespace, out: Console, err: Console) -> int:
-    import asyncio
     import dataclasses
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from okaflow._batch import abatch
+    from okaflow._batch import abatch, run_coroutine
 
     if args.concurrency < 1 or args.max_steps < 1:
         err.print("--concurrency and --max-steps must be at least 1")
@@ -390,7 +389,7 @@ def _batch(args: argparse.Namespace, out: Console, err: Console) -> int:
             if close is not None:
                 await close()
 
-    result = asyncio.run(go())
+    result = run_coroutine(go)
     if args.json:
         out.print_json(json.dumps([dataclasses.asdict(o) for o in result.outcomes]))
     else:

@@ -6,6 +6,7 @@ import asyncio
 import csv
 import json
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,15 @@ def test_cli_batch_exit_code_names_failures(tmp_path: Path, capsys: pytest.Captu
     outcomes = json.loads(capsys.readouterr().out)
     assert [o["status"] for o in outcomes] == ["done", "failed"]
     assert main(["batch", cases[0], "--out", str(tmp_path / "ok"), "--quiet"]) == 0
+
+
+def test_batch_works_where_an_event_loop_is_already_running(tmp_path: Path) -> None:
+    """As in a Jupyter notebook: the synchronous batch() is called from inside a running loop."""
+
+    async def notebook_cell() -> okaflow.BatchResult:
+        return okaflow.batch([EXAMPLES / "brain-mri"], out=tmp_path / "cohort")
+
+    # A fresh thread, so the cell's loop is the only one whatever an earlier test left on this thread.
+    with ThreadPoolExecutor(1) as pool:
+        result = pool.submit(lambda: asyncio.run(notebook_cell())).result()
+    assert [o.status for o in result.outcomes] == ["done"]
