@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from okaflow._batch import BatchResult, CaseOutcome, abatch, batch
     from okaflow._case import Case
     from okaflow._diff import RunDiff, diff_runs
+    from okaflow._export import export_run, import_run
     from okaflow._replay import ReplayResult, replay
     from okaflow._rerun import rerun
     from okaflow._resume import resume
@@ -130,7 +131,9 @@ __all__ = [
     "batch",
     "create_oka_agent",
     "diff_runs",
+    "export_run",
     "get_workflow",
+    "import_run",
     "list_workflows",
     "register_workflow",
     "replay",
@@ -147,6 +150,8 @@ _LAZY = {
     "arun": "okaflow._run",
     "run": "okaflow._run",
     "diff_runs": "okaflow._diff",
+    "export_run": "okaflow._export",
+    "import_run": "okaflow._export",
     "RunDiff": "okaflow._diff",
     "batch": "okaflow._batch",
     "abatch": "okaflow._batch",

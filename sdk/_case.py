@@ -130,6 +130,9 @@ class Case:
         case.source = root
         case.knowledge_dir = root / knowledge if knowledge else None
         case.inputs.insert(0, manifest_path)
+        if case.knowledge_dir is not None and case.knowledge_dir.is_dir():
+            # Supplied documents steer retrieval, so they are inputs of the run like the bundle.
+            case.inputs += sorted(p for p in case.knowledge_dir.rglob("*") if p.is_file())
         # Facts (and every evidence row a tool derives from them) name the bundle relative to the case.
         case.patient = case.patient.model_copy(update={"source": case._portable(case.patient.source)})
         return case
@@ -266,8 +269,9 @@ class Case:
         return source
 
     def input_hashes(self) -> dict[str, str]:
-        """SHA-256 of every input file, keyed by its absolute path."""
-        return {str(p.resolve()): content_hash(p.read_bytes()) for p in self.inputs if p.is_file()}
+        """SHA-256 of every input file, keyed by its portable name (relative to the case folder,
+        ``pydicom:NAME``, else the absolute path), so a case moved to another machine still matches."""
+        return {str(self._portable(str(p))): content_hash(p.read_bytes()) for p in self.inputs if p.is_file()}
 
 
 def _pydicom_test_files() -> Path:

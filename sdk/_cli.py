@@ -129,6 +129,13 @@ def _parser() -> argparse.ArgumentParser:
     rr.add_argument("--quiet", action="store_true", help="no progress display")
     rr.add_argument("--json", action="store_true", help="print the result as JSON")
 
+    ex = sub.add_parser("export", help="write a run and its case inputs into one portable zip")
+    ex.add_argument("run_dir")
+    ex.add_argument("--out", required=True, help="the zip to write, e.g. case.zip")
+    im = sub.add_parser("import", help="unpack an exported zip into a folder, ready to replay")
+    im.add_argument("bundle", help="the zip okaflow export wrote")
+    im.add_argument("--to", required=True, help="an empty folder to unpack into (run/ and case/)")
+
     d = sub.add_parser("diff", help="compare two runs: setup, each analysis step, citations, images, report text")
     d.add_argument("run_a")
     d.add_argument("run_b")
@@ -181,6 +188,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _diff(args, out)
         if args.command == "rerun":
             return _rerun(args, out, err)
+        if args.command == "export":
+            from okaflow._export import export_run
+
+            out.print(f"exported {args.run_dir} → {export_run(args.run_dir, args.out)}", highlight=False)
+            return EXIT_CODES["ok"]
+        if args.command == "import":
+            from okaflow._export import import_run
+
+            run_dir = import_run(args.bundle, args.to)
+            out.print(f"imported {args.bundle} → {run_dir}  (okaflow replay {run_dir})", highlight=False)
+            return EXIT_CODES["ok"]
         return _workflows(out)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/red]")

@@ -56,7 +56,7 @@ def test_a_changed_case_file_is_named_and_nothing_is_replayed(tmp_path: Path) ->
     with pytest.raises(ReplayInputsChangedError) as info:
         okaflow.replay(original.run_dir, out=tmp_path / "replay")
     (change,) = info.value.changes
-    assert change.startswith(f"changed: {bundle.resolve()}")
+    assert change.startswith("changed: bundle.json")
     assert not (tmp_path / "replay").exists()
     assert main(["replay", str(original.run_dir), "--out", str(tmp_path / "cli")]) == EXIT_CODES["replay_refused"]
 
