@@ -22,18 +22,27 @@ pytestmark = pytest.mark.integration
 
 
 class InFlight(EvidenceOnlyAnalyst):
-    """The evidence-only analyst with a little latency, recording how many calls overlap."""
+    """The evidence-only analyst, holding each call until ``width`` calls are in flight together.
 
-    def __init__(self) -> None:
+    If the batch let fewer cases run at once, the calls would wait for the full timeout and the test
+    fail; if it let more, ``peak`` would exceed ``width``. No timing luck either way.
+    """
+
+    def __init__(self, width: int) -> None:
         super().__init__()
+        self.width = width
         self.now = 0
         self.peak = 0
+        self._full: asyncio.Event | None = None
 
     async def aunderstand(self, request: UnderstandRequest) -> UnderstandResult:
+        self._full = self._full or asyncio.Event()
         self.now += 1
         self.peak = max(self.peak, self.now)
+        if self.now >= self.width:
+            self._full.set()
         try:
-            await asyncio.sleep(0.02)
+            await asyncio.wait_for(self._full.wait(), timeout=30)
             return self.understand(request)
         finally:
             self.now -= 1
@@ -47,7 +56,7 @@ def broken_case(root: Path) -> Path:
 
 def test_a_cohort_runs_concurrently_and_a_failure_does_not_stop_it(tmp_path: Path) -> None:
     cases = [EXAMPLES / name for name in EXAMPLE_CASES] * 2 + [broken_case(tmp_path)]
-    backend = InFlight()
+    backend = InFlight(width=3)
     seen: list[tuple[str, int]] = []
     result = okaflow.batch(
         cases,
