@@ -28,6 +28,7 @@ from okaflow.agents._state import OKAState, RunContext
 from okaflow.agents._verify import verify_claim
 from okaflow.model_backend import (
     ChatMessage,
+    Claim,
     ModelAnalysis,
     ModelImage,
     ToolCall,
@@ -214,7 +215,7 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
 
     def _absorb(results: list[UnderstandResult], step: int, final: bool) -> dict[str, Any]:
         parts = [result.as_model(ModelAnalysis) for result in results]
-        analysis = _merge_analyses(parts)
+        analysis, claim_batches = _merge_analyses(parts)
         update: dict[str, Any] = {
             "step": step,
             "analyses": [
@@ -222,7 +223,7 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
                     "step": step,
                     "provenance": results[0].provenance.model_dump(mode="json"),
                     "batch_provenance": [r.provenance.model_dump(mode="json") for r in results],
-                    "claim_batches": [i for i, part in enumerate(parts) for _ in part.claims],
+                    "claim_batches": claim_batches,
                     "analysis": analysis.model_dump(mode="json"),
                     "reasoning": "\n\n".join(r.reasoning for r in results if r.reasoning) or None,
                 }
@@ -452,18 +453,26 @@ def _batches(images: list[ModelImage], limit: int | None) -> list[list[ModelImag
     return [images[i : i + limit] for i in range(0, len(images), limit)]
 
 
-def _merge_analyses(parts: list[ModelAnalysis]) -> ModelAnalysis:
-    """One analysis from per-batch answers: claims in batch order, calls and requests without repeats."""
+def _merge_analyses(parts: list[ModelAnalysis]) -> tuple[ModelAnalysis, list[int]]:
+    """One analysis from per-batch answers, and each claim's batch.
+
+    Claims keep batch order; a claim that two batches both made (the same facts are in every batch's
+    prompt) is kept once, from the first. Tool calls and visual requests are merged without repeats.
+    """
     if len(parts) == 1:
-        return parts[0]
+        return parts[0], [0] * len(parts[0].claims)
+    claims: list[Claim] = []
+    batches: list[int] = []
     calls: list[ToolCall] = []
     visuals: list[VisualRequest] = []
-    for part in parts:
+    for index, part in enumerate(parts):
+        for claim in part.claims:
+            if claim not in claims:
+                claims.append(claim)
+                batches.append(index)
         calls += [c for c in part.tool_calls if c not in calls]
         visuals += [v for v in part.visual_requests if v not in visuals]
-    return ModelAnalysis(
-        claims=[c for part in parts for c in part.claims],
-        tool_calls=calls,
-        visual_requests=visuals,
-        done=all(part.done for part in parts),
+    merged = ModelAnalysis(
+        claims=claims, tool_calls=calls, visual_requests=visuals, done=all(part.done for part in parts)
     )
+    return merged, batches

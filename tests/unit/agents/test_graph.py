@@ -211,9 +211,10 @@ def test_images_over_the_backends_limit_go_in_batches_and_claims_keep_their_batc
 ) -> None:
     def answer(request: UnderstandRequest) -> dict[str, Any]:
         (image,) = request.images
-        return {
-            "claims": [{"section": "findings", "kind": "image_finding", "text": "seen", "cites": [image.evidence_id]}]
-        }
+        seen = {"section": "findings", "kind": "image_finding", "text": "seen", "cites": [image.evidence_id]}
+        # Every batch sees the same record, so every batch may state the same fact.
+        fact = {"section": "findings", "kind": "fact", "text": "Compare with the prior CT.", "cites": []}
+        return {"claims": [fact, seen]}
 
     backend = OneImageBackend([answer])
     result = run(ct_pair_case, backend=backend, out=tmp_path / "run", max_steps=1)
@@ -221,8 +222,10 @@ def test_images_over_the_backends_limit_go_in_batches_and_claims_keep_their_batc
     assert "image batch 1 of 2" in backend.requests[0].messages[-1].content
     assert "image batch 2 of 2" in backend.requests[1].messages[-1].content
     claims = result.state["claims"]
-    assert [c["cites"] for c in claims] == [[r.images[0].evidence_id] for r in backend.requests]
-    assert [c["provenance"]["prompt_hash"] for c in claims] == [prompt_hash(r) for r in backend.requests]
+    assert [c["text"] for c in claims] == ["Compare with the prior CT.", "seen", "seen"]  # the shared fact once
+    image_claims = claims[1:]
+    assert [c["cites"] for c in image_claims] == [[r.images[0].evidence_id] for r in backend.requests]
+    assert [c["provenance"]["prompt_hash"] for c in image_claims] == [prompt_hash(r) for r in backend.requests]
     # Both batches see the same evidence and schema: only the images differ.
     first, second = backend.requests
     assert first.response_schema == second.response_schema
