@@ -275,10 +275,15 @@ class VLLMServer:
     def _template_path(self) -> Path | None:
         if self.chat_template is None:
             return None
-        candidate = Path(self.chat_template)
-        if "\n" not in str(self.chat_template) and candidate.suffix in (".jinja", ".j2", ".txt"):
+        text = str(self.chat_template)
+        # Template text has Jinja tags; anything else is a file name, which must exist (no guessing).
+        if isinstance(self.chat_template, Path) or not ("{{" in text or "{%" in text):
+            candidate = Path(self.chat_template)
             if not candidate.is_file():
-                raise ConfigurationError(f"chat template file {candidate} does not exist")
+                raise ConfigurationError(
+                    f"chat template {text!r} is not a file, nor template text (no {{{{ or {{% in it)",
+                    hint="pass the path of a Jinja file, or the template itself",
+                )
             return candidate
         if self._template_file is None:
             handle, name = tempfile.mkstemp(prefix="okaflow-chat-template-", suffix=".jinja")

@@ -91,6 +91,8 @@ class TransformersBackend:
             raise ConfigurationError(
                 f"{path} is not a model folder (no config.json)", hint="pass the folder save_pretrained() wrote"
             )
+        if max_images_per_request is not None and max_images_per_request < 1:
+            raise ConfigurationError(f"max_images_per_request must be 1 or more, not {max_images_per_request}")
         if dtype not in _DTYPES:
             raise ConfigurationError(f"dtype must be one of {_DTYPES}, not {dtype!r}")
         torch = _require("torch")

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from okaflow._case import Case
+from okaflow._constants import RUN_MANIFEST
 from okaflow._errors import OkaflowError
-from okaflow._run import RUN_MANIFEST, arun, resolve_backend
+from okaflow._run import arun, resolve_backend
 from okaflow._types import utc_now
 from okaflow.model_backend import UnderstandingBackend
 

@@ -260,20 +260,25 @@ def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
     return _report_result(result, args.json, out)
 
 
-def _backend(args: argparse.Namespace, stack: contextlib.ExitStack) -> Any:
-    """The backend the flags ask for: an instance, a spec string for ``resolve_backend``, or ``None`` if unusable."""
+def _backend(args: argparse.Namespace, stack: contextlib.ExitStack[Any] | None) -> Any:
+    """The backend the flags ask for: an instance, a spec string for ``resolve_backend``, or ``None`` if unusable.
+
+    With a ``stack`` an OpenAI-compatible server gets the sync client, closed with the stack; without
+    one, the async client, which the caller closes in its event loop.
+    """
     if args.backend == "openai":
-        from okaflow.model_backend import OpenAIBackend
+        from okaflow.model_backend import AsyncOpenAIBackend, OpenAIBackend
 
         # The API key is read from $OKAFLOW_API_KEY only: secrets do not belong on a command line.
-        return stack.enter_context(
-            OpenAIBackend(
-                base_url=args.model_url,
-                model=args.model,
-                max_images_per_request=args.max_images_per_request,
-                chat_template=_chat_template(args.chat_template),
-            )
-        )
+        options = {
+            "base_url": args.model_url,
+            "model": args.model,
+            "max_images_per_request": args.max_images_per_request,
+            "chat_template": _chat_template(args.chat_template),
+        }
+        if stack is None:
+            return AsyncOpenAIBackend(**options)
+        return stack.enter_context(OpenAIBackend(**options))
     if args.backend == "transformers":
         from okaflow.model_backend import TransformersBackend
 
@@ -358,21 +363,9 @@ def _batch(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.concurrency < 1 or args.max_steps < 1:
         err.print("--concurrency and --max-steps must be at least 1")
         return EXIT_CODES["usage"]
-    backend: Any = args.backend
-    if args.backend == "openai":
-        from okaflow.model_backend import AsyncOpenAIBackend
-
-        backend = AsyncOpenAIBackend(
-            base_url=args.model_url,
-            model=args.model,
-            max_images_per_request=args.max_images_per_request,
-            chat_template=_chat_template(args.chat_template),
-        )
-    else:
-        with contextlib.ExitStack() as stack:
-            backend = _backend(args, stack)
-        if backend is None:
-            return _usage_for_backend(args, err)
+    backend = _backend(args, None)  # an async client: closed below, inside its event loop
+    if backend is None:
+        return _usage_for_backend(args, err)
     show = not (args.quiet or args.json)
     progress = Progress(
         TextColumn("[bold]batch"),

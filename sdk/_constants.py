@@ -58,6 +58,8 @@ VLLM_READY_TIMEOUT_S = 600.0
 VLLM_STOP_TIMEOUT_S = 20.0
 
 DEFAULT_RUNS_DIR = "runs"
+# A run directory's manifest file.
+RUN_MANIFEST = "run.json"
 
 # Case folder conventions.
 CASE_MANIFEST = "case.json"

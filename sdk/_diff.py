@@ -6,17 +6,15 @@ machines, with other backends, or replays of each other compare the same way.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import html
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from okaflow._errors import RunDirectoryError
-from okaflow._replay import read_manifest
+from okaflow._record import final_state, read_manifest
 
 __all__ = ["RunDiff", "StepDiff", "diff_runs"]
 
@@ -127,19 +125,6 @@ def diff_runs(a: str | Path, b: str | Path) -> RunDiff:
             difflib.unified_diff(_lines(run_a / "report.md"), _lines(run_b / "report.md"), "a", "b", lineterm="", n=1)
         ),
     )
-
-
-def final_state(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """The run's last checkpointed state (``{}`` if it has none)."""
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
-    db = run_dir / "checkpoints.sqlite"
-    if not db.is_file():
-        return {}
-    # Not mode=ro: a read-only connection to a WAL database leaves -wal/-shm files behind in the run.
-    with contextlib.closing(sqlite3.connect(db, check_same_thread=False)) as conn:
-        found = SqliteSaver(conn).get_tuple({"configurable": {"thread_id": manifest["thread_id"]}})
-    return dict(found.checkpoint["channel_values"]) if found else {}
 
 
 def _setup(a: dict[str, Any], b: dict[str, Any]) -> list[str]:

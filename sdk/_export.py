@@ -19,7 +19,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from okaflow._errors import InputError, RunDirectoryError
-from okaflow._replay import read_manifest
+from okaflow._record import read_manifest
 from okaflow._version import __version__
 
 __all__ = ["EXPORT_FORMAT", "export_run", "import_run"]

@@ -16,20 +16,27 @@ from pathlib import Path
 from typing import Any
 
 from okaflow._case import Case
-from okaflow._errors import ConfigurationError, ReplayInputsChangedError, RunDirectoryError
-from okaflow._replay import case_from_record, input_changes, read_manifest
-from okaflow._resume import backend_for, generator_for
+from okaflow._errors import ConfigurationError, RunDirectoryError
+from okaflow._record import (
+    backend_for,
+    finished_prompt_hashes,
+    generator_for,
+    open_record,
+    read_calls,
+    recorded_options,
+)
 from okaflow._run import (
-    RUN_MANIFEST,
     EventHandler,
     RunResult,
     _agent,
+    _closing_owned,
     _event_sink,
     _new_run_dir,
     _result,
     _settings,
     _sqlite_saver,
     _write_manifest,
+    drive,
 )
 from okaflow._types import utc_now
 from okaflow.model_backend import MODEL_CALLS, UnderstandingBackend
@@ -68,47 +75,39 @@ def rerun(
         RunDirectoryError: The parent has no checkpoint before that step (the message lists the steps it has).
         ReplayInputsChangedError: The case files or okaflow's version differ from the parent's record.
     """
-    parent = Path(run_dir)
-    manifest = read_manifest(parent)
-    loaded = case_from_record(manifest, case, strict)
-    changes = input_changes(manifest, loaded)
-    if changes:
-        raise ReplayInputsChangedError(
-            f"run {parent} cannot be forked on other inputs: " + "; ".join(changes), changes=changes
-        )
-    loaded.task = manifest["case"].get("task")
     if from_step < 1:
         raise ConfigurationError(f"from_step counts analysis steps from 1, not {from_step}")
+    parent, manifest, loaded = open_record(run_dir, case, strict, "forked")
+    options = {**recorded_options(manifest), **agent_options, "sinks": ()}
+    if max_steps is not None:
+        options["max_steps"] = max_steps
+    if seed is not None:
+        options["seed"] = seed
+    if "generator" not in options:
+        options["generator"] = generator_for(manifest)
     chosen = backend_for(manifest, backend)
-    settings = manifest["settings"]
-    options: dict[str, Any] = {
-        "max_steps": max_steps if max_steps is not None else settings["max_steps"],
-        "seed": seed if seed is not None else settings["seed"],
-        "require_approval": settings["require_approval"],
-        "sinks": (),
-        **{k: settings[k] for k in ("max_tokens", "max_claims", "max_claim_chars") if k in settings},
-        **agent_options,
-    }
-    if "generator" not in agent_options:
-        options["generator"] = generator_for(settings.get("generator"))
     target = Path(out) if out is not None else parent.with_name(f"{parent.name}-from-{from_step}")
     target = _new_run_dir(loaded, target, force)
     _copy_history(parent, target)
     started = utc_now()
     wf = get_workflow(manifest["workflow"])
-    _write_manifest(target, loaded, wf, chosen, manifest["thread_id"], _settings(dict(options)), started)
-    _add_parent(target, parent, from_step)
+    parent_info = {"run": str(parent.resolve()), "from_step": from_step}
+    _write_manifest(
+        target, loaded, wf, chosen, manifest["thread_id"], _settings(dict(options)), started, parent=parent_info
+    )
     emit = _event_sink(target, on_event)
-    with _sqlite_saver(target) as saver:
+    # A backend okaflow rebuilt from the parent's record is okaflow's to close.
+    with _sqlite_saver(target) as saver, _closing_owned(chosen if backend is None else None):
         graph, ctx = _agent(loaded, wf, chosen, saver, target, options, started)
         config = {"configurable": {"thread_id": manifest["thread_id"]}}
         fork = _checkpoint_before(graph, config, from_step, parent)
-        _copy_calls(parent, target, fork.values)
+        kept = finished_prompt_hashes(fork.values)
+        # The kept steps' calls, so the child's record is whole (and replays).
+        with (target / MODEL_CALLS).open("a", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(call) + "\n" for call in read_calls(parent) if call["prompt_hash"] in kept)
         emit({"node": "rerun", "summary": f"forked from {parent} before analysis step {from_step}"})
-        for mode, chunk in graph.stream(None, fork.config, context=ctx, stream_mode=["custom", "updates"]):
-            if mode == "custom":
-                emit(chunk)
-        return _result(target, manifest["thread_id"], graph.get_state(config))
+        drive(graph, None, fork.config, ctx, emit)  # from the fork's checkpoint …
+        return _result(target, manifest["thread_id"], graph.get_state(config))  # … to the thread's newest
 
 
 def _copy_history(parent: Path, target: Path) -> None:
@@ -139,27 +138,3 @@ def _checkpoint_before(graph: Any, config: dict[str, Any], step: int, parent: Pa
         f"run {parent} has no checkpoint before analysis step {step}",
         hint=f"steps it can be forked from: {sorted(set(available)) or 'none'}",
     )
-
-
-def _copy_calls(parent: Path, target: Path, values: dict[str, Any]) -> None:
-    """The parent's recorded model calls that the kept steps made, so the new run's record is whole."""
-    record = parent / MODEL_CALLS
-    if not record.is_file():
-        return
-    kept = {
-        prov["prompt_hash"]
-        for analysis in values.get("analyses", [])
-        for prov in analysis.get("batch_provenance") or [analysis["provenance"]]
-    }
-    lines = [line for line in record.read_text(encoding="utf-8").splitlines() if line]
-    with (target / MODEL_CALLS).open("a", encoding="utf-8") as fh:
-        for line in lines:
-            if json.loads(line)["prompt_hash"] in kept:
-                fh.write(line + "\n")
-
-
-def _add_parent(target: Path, parent: Path, step: int) -> None:
-    path = target / RUN_MANIFEST
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    manifest["parent"] = {"run": str(parent.resolve()), "from_step": step}
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")

@@ -9,27 +9,26 @@ model calls already made are not made again.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from okaflow._case import Case
-from okaflow._errors import ConfigurationError, ReplayInputsChangedError, RunDirectoryError
-from okaflow._replay import case_from_record, input_changes, read_manifest
-from okaflow._run import (
-    EventHandler,
-    RunResult,
-    _agent,
-    _closing_owned,
-    _event_sink,
-    _result,
-    _sqlite_saver,
-    resolve_backend,
+from okaflow._errors import ConfigurationError, RunDirectoryError
+from okaflow._record import (
+    backend_for,
+    final_state,
+    finished_prompt_hashes,
+    generator_for,
+    open_record,
+    read_calls,
+    recorded_options,
 )
+from okaflow._run import EventHandler, RunResult, _agent, _closing_owned, _event_sink, _result, _sqlite_saver, drive
 from okaflow.model_backend import UnderstandingBackend
+from okaflow.workflows import get_workflow
 
-__all__ = ["backend_for", "generator_for", "resume"]
+__all__ = ["resume"]
 
 
 def resume(
@@ -63,48 +62,28 @@ def resume(
         RunDirectoryError: Not a run, or a run waiting for approval (use :func:`okaflow.approve`).
         ConfigurationError: The recorded backend cannot be rebuilt: pass ``backend=``.
     """
-    path = Path(run_dir)
-    manifest = read_manifest(path)
-    loaded = case_from_record(manifest, case, strict)
-    changes = input_changes(manifest, loaded)
-    if changes:
-        raise ReplayInputsChangedError(
-            f"run {path} cannot be resumed on other inputs: " + "; ".join(changes),
-            changes=changes,
-            hint="restore the recorded inputs and okaflow version, or start a new run",
-        )
-    if loaded.task != manifest["case"].get("task"):
-        loaded.task = manifest["case"].get("task")
-    chosen = backend_for(manifest, backend)
-    settings = manifest["settings"]
-    options: dict[str, Any] = {
-        "max_steps": settings["max_steps"],
-        "seed": settings["seed"],
-        "require_approval": settings["require_approval"],
-        **{k: settings[k] for k in ("max_tokens", "max_claims", "max_claim_chars") if k in settings},
-        **agent_options,
-    }
+    path, manifest, loaded = open_record(run_dir, case, strict, "resumed")
+    recorded_sinks = manifest["settings"].get("sinks", [])
     given = [s.describe() for s in sinks]
-    if given != settings.get("sinks", []):
+    if given != recorded_sinks:
         raise ConfigurationError(
-            f"run {path} was started to publish to {settings.get('sinks') or 'nowhere'}, not {given or 'nowhere'}",
+            f"run {path} was started to publish to {recorded_sinks or 'nowhere'}, not {given or 'nowhere'}",
             hint="resume with the same sinks (CLI: the same --publish-dir) the run was started with",
         )
-    options["sinks"] = sinks
-    if "generator" not in agent_options:
-        options["generator"] = generator_for(settings.get("generator"))
-    from okaflow.workflows import get_workflow
-
+    options = {**recorded_options(manifest), **agent_options, "sinks": sinks}
+    if "generator" not in options:
+        options["generator"] = generator_for(manifest)
+    chosen = backend_for(manifest, backend)
     wf = get_workflow(manifest["workflow"])
     emit = _event_sink(path, on_event)
+    # Calls the stopped step made before it failed are answered from the record, not made twice.
+    finished = finished_prompt_hashes(final_state(path, manifest))
+    leftovers = [call for call in read_calls(path) if call["prompt_hash"] not in finished]
     # A backend okaflow rebuilt from the record is okaflow's to close.
     with _sqlite_saver(path) as saver, _closing_owned(chosen if backend is None else None):
-        config = {"configurable": {"thread_id": manifest["thread_id"]}}
-        probe, _ = _agent(loaded, wf, chosen, saver, path, dict(options), manifest["created"])
-        snapshot = probe.get_state(config)
-        # Calls the stopped step made before it failed are answered from the record, not made twice.
-        leftovers = _unfinished_calls(path, snapshot.values)
         graph, ctx = _agent(loaded, wf, chosen, saver, path, options, manifest["created"], reuse=leftovers)
+        config = {"configurable": {"thread_id": manifest["thread_id"]}}
+        snapshot = graph.get_state(config)
         if not snapshot.next:
             if not snapshot.values:
                 raise RunDirectoryError(f"run {path} has no checkpoint to resume from", hint="start it again")
@@ -115,56 +94,4 @@ def resume(
                 hint="answer it with okaflow approve RUN CASE --yes|--no",
             )
         emit({"node": "resume", "summary": f"resuming before {', '.join(snapshot.next)}"})
-        for mode, chunk in graph.stream(None, config, context=ctx, stream_mode=["custom", "updates"]):
-            if mode == "custom":
-                emit(chunk)
-        return _result(path, manifest["thread_id"], graph.get_state(config))
-
-
-def _unfinished_calls(run_dir: Path, values: dict[str, Any]) -> list[dict[str, Any]]:
-    """Recorded model calls that no checkpointed step holds: made by the step that stopped."""
-    from okaflow.model_backend import MODEL_CALLS
-
-    record = run_dir / MODEL_CALLS
-    if not record.is_file():
-        return []
-    finished = {
-        prov["prompt_hash"]
-        for analysis in values.get("analyses", [])
-        for prov in analysis.get("batch_provenance") or [analysis["provenance"]]
-    }
-    calls = [json.loads(line) for line in record.read_text(encoding="utf-8").splitlines() if line]
-    return [c for c in calls if c["prompt_hash"] not in finished]
-
-
-def backend_for(manifest: dict[str, Any], backend: UnderstandingBackend | str | None) -> UnderstandingBackend:
-    """``backend`` if given, else the recorded backend rebuilt (evidence-only, or the recorded server)."""
-    if backend is not None:
-        return resolve_backend(backend)
-    recorded = manifest["backend"]
-    if recorded["name"] == "evidence-only":
-        return resolve_backend(None)
-    if recorded["name"] == "openai" and recorded.get("base_url"):
-        from okaflow.model_backend import OpenAIBackend
-
-        return OpenAIBackend(
-            base_url=recorded["base_url"],
-            model=recorded["model_id"],
-            max_images_per_request=recorded.get("max_images_per_request"),
-        )
-    raise ConfigurationError(
-        f"okaflow cannot rebuild the recorded backend {recorded['name']!r} ({recorded['model_id']})",
-        hint="pass backend= (CLI: --backend ...) for the same model",
-    )
-
-
-def generator_for(recorded: dict[str, Any] | None) -> Any:
-    """The generator option that rebuilds a recorded generator (``"default"`` for the classical one)."""
-    if recorded is None:
-        return None
-    if recorded["name"] == "classical":
-        return "default"
-    raise ConfigurationError(
-        f"okaflow cannot rebuild the recorded generator {recorded['name']!r}",
-        hint="pass generator= with the same generation tool",
-    )
+        return _result(path, manifest["thread_id"], drive(graph, None, config, ctx, emit))

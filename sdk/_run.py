@@ -22,7 +22,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from okaflow._case import Case
-from okaflow._constants import DEFAULT_MAX_STEPS, DEFAULT_RUNS_DIR, DEFAULT_WORKFLOW, ENV_RUNS_DIR
+from okaflow._constants import DEFAULT_MAX_STEPS, DEFAULT_RUNS_DIR, DEFAULT_WORKFLOW, ENV_RUNS_DIR, RUN_MANIFEST
 from okaflow._errors import ConfigurationError, RunDirectoryError
 from okaflow._types import utc_now
 from okaflow._version import __version__
@@ -34,7 +34,6 @@ from okaflow.workflows import Workflow, get_workflow
 __all__ = ["RunResult", "approve", "arun", "resolve_backend", "run"]
 
 EventHandler = Callable[[dict[str, Any]], None]
-RUN_MANIFEST = "run.json"
 
 
 @dataclass
@@ -121,8 +120,9 @@ def _write_manifest(
     thread_id: str,
     settings: dict[str, Any],
     started_at: str,
+    parent: dict[str, Any] | None = None,
 ) -> None:
-    manifest = {
+    manifest: dict[str, Any] = {
         "okaflow_version": __version__,
         "created": started_at,
         "thread_id": thread_id,
@@ -142,6 +142,8 @@ def _write_manifest(
         },
         "settings": settings,
     }
+    if parent is not None:
+        manifest["parent"] = parent
     (run_dir / RUN_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
 
 
@@ -177,6 +179,15 @@ def _event_sink(run_dir: Path, on_event: EventHandler | None) -> EventHandler:
             on_event(event)
 
     return handle
+
+
+def drive(graph: Any, graph_input: Any, config: dict[str, Any], context: Any, emit: EventHandler) -> Any:
+    """Run ``graph`` from ``graph_input`` (a state, a resume ``Command``, or ``None`` to continue from
+    ``config``'s checkpoint), passing progress events to ``emit``; the final state snapshot."""
+    for mode, chunk in graph.stream(graph_input, config, context=context, stream_mode=["custom", "updates"]):
+        if mode == "custom":
+            emit(chunk)
+    return graph.get_state(config)
 
 
 def _result(run_dir: Path, thread_id: str, snapshot: Any) -> RunResult:
@@ -281,16 +292,25 @@ def _start(
     on_event: EventHandler | None,
     options: dict[str, Any],
     asynchronous: bool = False,
-    started_at: str | None = None,
 ) -> tuple[Case, Workflow, UnderstandingBackend, Path, str, EventHandler, str]:
     """Load the case, pick workflow and backend, create the run directory and its manifest."""
     loaded, wf = _prepare(case, workflow, task)
     chosen = resolve_backend(backend, asynchronous=asynchronous)
     run_dir = _new_run_dir(loaded, out, force)
     thread_id = uuid.uuid4().hex
-    started = started_at or utc_now()
+    # A replay starts at the recorded time, so the report's times (and bytes) repeat.
+    started = options.pop("_started_at", None) or utc_now()
     _write_manifest(run_dir, loaded, wf, chosen, thread_id, _settings(options), started)
     return loaded, wf, chosen, run_dir, thread_id, _event_sink(run_dir, on_event), started
+
+
+def _options(
+    agent_options: dict[str, Any], sinks: Sequence[Any], require_approval: bool, max_steps: int, seed: int | None
+) -> dict[str, Any]:
+    """run()/arun()'s keyword arguments as the agent takes them, the generator built once."""
+    options = dict(agent_options, sinks=sinks, require_approval=require_approval, max_steps=max_steps, seed=seed)
+    options["generator"] = _generator(options.get("generator", "default"))
+    return options
 
 
 def _settings(options: dict[str, Any]) -> dict[str, Any]:
@@ -351,25 +371,16 @@ def run(
         max_steps: Cap on analyze calls. seed: Passed to backend and generator.
         **agent_options: Passed to :func:`okaflow.agents.create_oka_agent` (``generator``, ``knowledge``, ``tools``).
     """
-    started_at = agent_options.pop("_started_at", None)
-    options = dict(agent_options, sinks=sinks, require_approval=require_approval, max_steps=max_steps, seed=seed)
+    options = _options(agent_options, sinks, require_approval, max_steps, seed)
     loaded, wf, chosen, run_dir, thread_id, emit, started = _start(
-        case, workflow, backend, out, task, force, on_event, options, started_at=started_at
+        case, workflow, backend, out, task, force, on_event, options
     )
     # A backend okaflow built from a name is okaflow's to close; one passed in is the caller's.
     owned = chosen if isinstance(backend, str) else None
     with _sqlite_saver(run_dir) as saver, _closing_owned(owned):
         graph, ctx = _agent(loaded, wf, chosen, saver, run_dir, options, started)
         config = {"configurable": {"thread_id": thread_id}}
-        for mode, chunk in graph.stream(
-            _initial_state(loaded, wf),
-            config,
-            context=ctx,
-            stream_mode=["custom", "updates"],
-        ):
-            if mode == "custom":
-                emit(chunk)
-        return _result(run_dir, thread_id, graph.get_state(config))
+        return _result(run_dir, thread_id, drive(graph, _initial_state(loaded, wf), config, ctx, emit))
 
 
 async def arun(
@@ -388,10 +399,9 @@ async def arun(
     **agent_options: Any,
 ) -> RunResult:
     """The async twin of :func:`run`: same arguments, the backend called with ``aunderstand``."""
-    started_at = agent_options.pop("_started_at", None)
-    options = dict(agent_options, sinks=sinks, require_approval=require_approval, max_steps=max_steps, seed=seed)
+    options = _options(agent_options, sinks, require_approval, max_steps, seed)
     loaded, wf, chosen, run_dir, thread_id, emit, started = _start(
-        case, workflow, backend, out, task, force, on_event, options, True, started_at=started_at
+        case, workflow, backend, out, task, force, on_event, options, asynchronous=True
     )
     owned = chosen if isinstance(backend, str) else None
     async with _async_sqlite_saver(run_dir) as saver, contextlib.aclosing(_AsyncCloser(owned)):
@@ -427,11 +437,10 @@ def approve(
     """
     from langgraph.types import Command
 
+    from okaflow._record import read_manifest
+
     path = Path(run_dir)
-    manifest_path = path / RUN_MANIFEST
-    if not manifest_path.exists():
-        raise RunDirectoryError(f"{path} is not an okaflow run directory (no {RUN_MANIFEST})")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest = read_manifest(path)
     started_with = manifest["settings"].get("sinks", [])
     given = [s.describe() for s in sinks]
     if given != started_with:
@@ -449,12 +458,5 @@ def approve(
         config = {"configurable": {"thread_id": manifest["thread_id"]}}
         if not graph.get_state(config).next:
             raise RunDirectoryError(f"run {path} is not waiting for approval")
-        for mode, chunk in graph.stream(
-            Command(resume={"approved": approved, "by": by, "note": note}),
-            config,
-            context=ctx,
-            stream_mode=["custom", "updates"],
-        ):
-            if mode == "custom":
-                emit(chunk)
-        return _result(path, manifest["thread_id"], graph.get_state(config))
+        answer: Command[Any] = Command(resume={"approved": approved, "by": by, "note": note})
+        return _result(path, manifest["thread_id"], drive(graph, answer, config, ctx, emit))

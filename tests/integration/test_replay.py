@@ -63,7 +63,7 @@ def test_a_changed_case_file_is_named_and_nothing_is_replayed(tmp_path: Path) ->
 
 def test_another_okaflow_version_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     original = okaflow.run(EXAMPLES / "brain-mri", out=tmp_path / "run")
-    monkeypatch.setattr("okaflow._replay.__version__", "9.9.9")
+    monkeypatch.setattr("okaflow._record.__version__", "9.9.9")
     with pytest.raises(ReplayInputsChangedError, match=r"okaflow 9\.9\.9 instead of the recorded"):
         okaflow.replay(original.run_dir, out=tmp_path / "replay")
 

@@ -84,6 +84,8 @@ def test_bad_configuration_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ConfigurationError, match="dtype"):
         TransformersBackend(tmp_path, dtype="float8")
+    with pytest.raises(ConfigurationError, match="max_images_per_request"):
+        TransformersBackend(tmp_path, max_images_per_request=0)
     monkeypatch.setitem(sys.modules, "transformers", None)  # as if the extra were not installed
     with pytest.raises(MissingExtraError) as info:
         TransformersBackend(tmp_path)

@@ -59,6 +59,15 @@ def test_missing_model_directory_and_interpreter_are_configuration_errors(tmp_pa
     assert "vllm-env.sh" in (info.value.hint or "")
 
 
+def test_a_chat_template_is_a_file_or_template_text_never_a_guess(tmp_path: Path) -> None:
+    server = VLLMServer(model=tmp_path, python=sys.executable, chat_template="templates/unimedvl.tmpl")
+    with pytest.raises(ConfigurationError, match="not a file, nor template text"):
+        server.command()
+    (tmp_path / "t.tmpl").write_text(UNIMEDVL_CHAT_TEMPLATE)
+    from_file = VLLMServer(model=tmp_path, python=sys.executable, chat_template=tmp_path / "t.tmpl").command()
+    assert flag(from_file, "--chat-template") == str(tmp_path / "t.tmpl")
+
+
 def test_an_interpreter_without_vllm_is_named(tmp_path: Path) -> None:
     server = VLLMServer(model=tmp_path, python=sys.executable, log_path=tmp_path / "server.log")
     with pytest.raises(ConfigurationError, match="has no vllm installed"):
