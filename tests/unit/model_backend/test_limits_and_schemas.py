@@ -28,7 +28,7 @@ from okaflow.model_backend import (
     json_schema_for,
 )
 
-BASE = "http://gpu-host:8000/v1"
+from .conftest import BASE, backend
 
 
 def ask(images: int = 0) -> UnderstandRequest:
@@ -45,15 +45,15 @@ def refusing(message: str) -> OpenAIBackend:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(400, json={"error": {"message": message, "type": "BadRequestError", "code": 400}})
 
-    return OpenAIBackend(base_url=BASE, model="m", http_client=httpx.Client(transport=httpx.MockTransport(handler)))
+    return backend(handler)
 
 
 def test_image_limit_is_checked_before_anything_is_sent() -> None:
     sent: list[httpx.Request] = []
     client = httpx.Client(transport=httpx.MockTransport(lambda r: sent.append(r) or httpx.Response(500)))
-    backend = OpenAIBackend(base_url=BASE, model="m", http_client=client, max_images_per_request=2, max_retries=0)
+    limited = OpenAIBackend(base_url=BASE, model="m", http_client=client, max_images_per_request=2, max_retries=0)
     with pytest.raises(BackendImageLimitError, match=r"carries 3 images.*at most 2") as info:
-        backend.understand(ask(images=3))
+        limited.understand(ask(images=3))
     assert (info.value.count, info.value.limit) == (3, 2)
     assert "batches" in (info.value.hint or "")
     assert sent == []

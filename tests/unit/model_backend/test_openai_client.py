@@ -6,15 +6,12 @@ retry and fail. No server runs here: tests against a real vLLM engine are a late
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import json
 import re
-from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -41,17 +38,9 @@ from okaflow.model_backend import (
     prompt_hash,
 )
 
-BASE = "http://gpu-host:8000/v1"
-MODEL = "unimedvl"
+from .conftest import BASE, MODEL, Handler, backend, run_async
+
 SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
-Handler = Callable[[httpx.Request], httpx.Response]
-T = TypeVar("T")
-
-
-def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """``asyncio.run`` in a fresh thread, which owns its loop whatever loop another test left on this one."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(lambda: asyncio.run(make())).result()
 
 
 def completion(
@@ -114,17 +103,6 @@ class Recorder:
 
     def bodies(self) -> list[dict[str, Any]]:
         return [json.loads(r.content) for r in self.requests]
-
-
-def backend(handler: Handler, sleeps: list[float] | None = None, **kwargs: Any) -> OpenAIBackend:
-    record = sleeps if sleeps is not None else []
-    return OpenAIBackend(
-        base_url=BASE,
-        model=MODEL,
-        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
-        sleep=record.append,
-        **kwargs,
-    )
 
 
 def async_backend(handler: Handler, sleeps: list[float] | None = None, **kwargs: Any) -> AsyncOpenAIBackend:

@@ -5,11 +5,9 @@ Against ``httpx.MockTransport`` with streaming bodies; no server runs here.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -21,22 +19,13 @@ from okaflow.model_backend import (
     BackendOutputError,
     BackendServerError,
     ChatMessage,
-    OpenAIBackend,
     StreamDelta,
     UnderstandRequest,
 )
 
-BASE = "http://gpu-host:8000/v1"
-MODEL = "unimedvl"
+from .conftest import BASE, MODEL, Handler, backend, run_async
+
 USAGE = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
-Handler = Callable[[httpx.Request], httpx.Response]
-T = TypeVar("T")
-
-
-def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """``asyncio.run`` in a fresh thread, which owns its loop whatever loop another test left on this one."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(lambda: asyncio.run(make())).result()
 
 
 def request() -> UnderstandRequest:
@@ -129,17 +118,6 @@ class Recorder:
 
     def bodies(self) -> list[dict[str, Any]]:
         return [json.loads(r.content) for r in self.requests]
-
-
-def backend(handler: Handler, sleeps: list[float] | None = None, **kwargs: Any) -> OpenAIBackend:
-    record = sleeps if sleeps is not None else []
-    return OpenAIBackend(
-        base_url=BASE,
-        model=MODEL,
-        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
-        sleep=record.append,
-        **kwargs,
-    )
 
 
 def async_stream(handler: Handler, sleeps: list[float] | None = None, **kwargs: Any) -> list[StreamDelta]:
