@@ -83,6 +83,11 @@ def _evidence(state: OKAState) -> list[Evidence]:
     return [Evidence.model_validate(row) for row in state.get("evidence", [])]
 
 
+def _portable(ctx: RunContext, rows: list[Evidence]) -> list[Evidence]:
+    """Rows with sources named as on any machine (a record must not depend on where files lived)."""
+    return [r.model_copy(update={"source": ctx.case.portable_source(r.source)}) for r in rows]
+
+
 def _retriever(config: AgentConfig, ctx: RunContext) -> KnowledgeRetriever:
     """The configured retriever, else one over the patient's history and the case's documents, built once."""
     if config.knowledge is not None:
@@ -139,7 +144,7 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
         """
         ctx = _ctx()
         query = wf.knowledge_query or state.get("task") or wf.default_task
-        hits = _retriever(config, ctx).search(query, k=5)
+        hits = _portable(ctx, _retriever(config, ctx).search(query, k=5))
         _emit("knowledge", f"{len(hits)} passages for {query!r}")
         return {"evidence": [h.model_dump(mode="json") for h in hits]}
 
@@ -274,7 +279,7 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
                 entry["error"] = f"no tool named {name!r}; offered: {sorted(wf.tools)}"
             else:
                 try:
-                    rows = tool.run(args, tctx)
+                    rows = _portable(ctx, tool.run(args, tctx))
                 except OkaflowError as exc:
                     entry["error"] = str(exc)
                 else:

@@ -134,7 +134,7 @@ class Case:
             # Supplied documents steer retrieval, so they are inputs of the run like the bundle.
             case.inputs += sorted(p for p in case.knowledge_dir.rglob("*") if p.is_file())
         # Facts (and every evidence row a tool derives from them) name the bundle relative to the case.
-        case.patient = case.patient.model_copy(update={"source": case._portable(case.patient.source)})
+        case.patient = case.patient.model_copy(update={"source": case.portable_source(case.patient.source)})
         return case
 
     @classmethod
@@ -250,9 +250,12 @@ class Case:
         from okaflow.tools.imaging import image_evidence
 
         rows = [*self.patient.evidence(), *(image_evidence(i) for i in self.images)]
-        return [r.model_copy(update={"source": self._portable(r.source)}) for r in rows]
+        return [r.model_copy(update={"source": self.portable_source(r.source)}) for r in rows]
 
-    def _portable(self, source: str | None) -> str | None:
+    def portable_source(self, source: str | None) -> str | None:
+        """``source`` as the record names it on any machine: relative to the case folder, ``pydicom:NAME``
+        for pydicom's bundled files, else unchanged (so evidence rows and reports do not depend on where
+        the case or okaflow's environment lives)."""
         if source is None:
             return None
         path = Path(source)
@@ -271,7 +274,7 @@ class Case:
     def input_hashes(self) -> dict[str, str]:
         """SHA-256 of every input file, keyed by its portable name (relative to the case folder,
         ``pydicom:NAME``, else the absolute path), so a case moved to another machine still matches."""
-        return {str(self._portable(str(p))): content_hash(p.read_bytes()) for p in self.inputs if p.is_file()}
+        return {str(self.portable_source(str(p))): content_hash(p.read_bytes()) for p in self.inputs if p.is_file()}
 
 
 def _pydicom_test_files() -> Path:

@@ -132,6 +132,19 @@ def _parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="write a run and its case inputs into one portable zip")
     ex.add_argument("run_dir")
     ex.add_argument("--out", required=True, help="the zip to write, e.g. case.zip")
+    ex.add_argument(
+        "--deidentify",
+        action="store_true",
+        help="share a de-identified case (DICOM PS3.15 basic profile, FHIR pseudonyms, dates shifted), "
+        "the run recorded again over it",
+    )
+    ex.add_argument(
+        "--key-file",
+        help="file holding the pseudonym key, to export several runs of the same patients consistently "
+        "(default: a random key, forgotten)",
+    )
+    ex.add_argument("--date-shift-days", type=int, help="days every date moves (default: 30-365 back, from the key)")
+    ex.add_argument("--lenient", action="store_true", help="load the case leniently, as the original run did")
     im = sub.add_parser("import", help="unpack an exported zip into a folder, ready to replay")
     im.add_argument("bundle", help="the zip okaflow export wrote")
     im.add_argument("--to", required=True, help="an empty folder to unpack into (run/ and case/)")
@@ -191,7 +204,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "export":
             from okaflow._export import export_run
 
-            out.print(f"exported {args.run_dir} → {export_run(args.run_dir, args.out)}", highlight=False)
+            if not args.deidentify and (args.key_file or args.date_shift_days is not None):
+                raise ConfigurationError("--key-file and --date-shift-days only apply with --deidentify")
+            if args.key_file and not Path(args.key_file).is_file():
+                raise ConfigurationError(f"--key-file {args.key_file} does not exist")
+            key = Path(args.key_file).read_bytes().strip() if args.key_file else None
+            written = export_run(
+                args.run_dir,
+                args.out,
+                deidentify=args.deidentify,
+                key=key,
+                date_shift_days=args.date_shift_days,
+                strict=not args.lenient,
+            )
+            what = "de-identified case of " if args.deidentify else ""
+            out.print(f"exported {what}{args.run_dir} → {written}", highlight=False)
             return EXIT_CODES["ok"]
         if args.command == "import":
             from okaflow._export import import_run

@@ -10,12 +10,13 @@
     │   ├── FHIRError               a FHIR bundle cannot be used
     │   │   ├── FHIRParseError      not JSON, wrong resourceType, fails the FHIR model
     │   │   └── FHIRReferenceError  a reference points at nothing in the bundle
-    │   └── ImageError              an image cannot be used
-    │       ├── DICOMError          DICOM file unreadable (truncated, not DICOM, bad tag)
-    │       │   ├── MissingPixelDataError
-    │       │   └── UnsupportedTransferSyntaxError
-    │       ├── ImageTooLargeError  over the pixel budget (decompression-bomb guard)
-    │       └── UnsupportedImageError
+    │   ├── ImageError              an image cannot be used
+    │   │   ├── DICOMError          DICOM file unreadable (truncated, not DICOM, bad tag)
+    │   │   │   ├── MissingPixelDataError
+    │   │   │   └── UnsupportedTransferSyntaxError
+    │   │   ├── ImageTooLargeError  over the pixel budget (decompression-bomb guard)
+    │   │   └── UnsupportedImageError
+    │   └── DeidentificationError   an input cannot be de-identified safely, or an identifier survived
     ├── BackendError                a model or generation backend failed
     │   ├── BackendOutputError      the backend answered, but not with what was asked
     │   │   └── BackendSchemaError  the answer is JSON but does not validate against the asked schema
@@ -68,6 +69,7 @@ __all__ = [
     "CaseError",
     "ConfigurationError",
     "DICOMError",
+    "DeidentificationError",
     "FHIRError",
     "FHIRParseError",
     "FHIRReferenceError",
@@ -176,6 +178,12 @@ class ImageTooLargeError(ImageError):
 
 class UnsupportedImageError(ImageError):
     """The file is not an image format okaflow reads."""
+
+
+class DeidentificationError(InputError):
+    """De-identification cannot promise what it must: an input it cannot clean (pixels with burned-in
+    text, a file type it cannot read), or an original identifier still found in what would be shared.
+    The message names the file and the kind of identifier, never the identifier itself."""
 
 
 class BackendError(OkaflowError):
