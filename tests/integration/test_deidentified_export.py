@@ -17,7 +17,7 @@ from okaflow import DeidentificationError, Provenance
 from okaflow._cli import EXIT_CODES, main
 from okaflow.model_backend import UnderstandRequest, UnderstandResult, prompt_hash
 
-from .conftest import EXAMPLES
+from .conftest import EXAMPLE_CASES, EXAMPLES
 
 pytestmark = pytest.mark.integration
 
@@ -177,3 +177,18 @@ def _claims(run_dir: Path) -> list[dict[str, Any]]:
     from okaflow._record import final_state, read_manifest
 
     return list(final_state(run_dir, read_manifest(run_dir)).get("claims", []))
+
+
+@pytest.mark.parametrize("name", EXAMPLE_CASES)
+def test_every_example_case_exports_de_identified_and_replays(name: str, tmp_path: Path) -> None:
+    original = okaflow.run(EXAMPLES / name, out=tmp_path / "run")
+    fhir = json.loads((EXAMPLES / name / "bundle.json").read_text())
+    patient = next(e["resource"] for e in fhir["entry"] if e["resource"]["resourceType"] == "Patient")
+    person = patient["name"][0]
+    identifying = [" ".join([*person["given"], person["family"]]), patient["birthDate"]]
+    identifying += [i["value"] for i in patient.get("identifier", []) if len(i["value"]) >= 5]
+    bundle = okaflow.export_run(original.run_dir, tmp_path / "shared.zip", deidentify=True)
+    for member, data in _members(bundle).items():
+        assert not [v for v in identifying if v.encode() in data], member
+    imported = okaflow.import_run(bundle, tmp_path / "there")
+    assert okaflow.replay(imported, out=tmp_path / "there" / "replay").identical
