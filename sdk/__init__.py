@@ -69,6 +69,7 @@ if TYPE_CHECKING:
     from okaflow._case import Case
     from okaflow._diff import RunDiff, diff_runs
     from okaflow._export import export_run, import_run
+    from okaflow._pull import pull_case
     from okaflow._replay import ReplayResult, replay
     from okaflow._rerun import rerun
     from okaflow._resume import resume
@@ -155,6 +156,7 @@ __all__ = [
     "get_workflow",
     "import_run",
     "list_workflows",
+    "pull_case",
     "register_workflow",
     "replay",
     "rerun",
@@ -165,6 +167,7 @@ __all__ = [
 # Public names that load heavier modules, imported on first attribute access.
 _LAZY = {
     "Case": "okaflow._case",
+    "pull_case": "okaflow._pull",
     "RunResult": "okaflow._run",
     "approve": "okaflow._run",
     "arun": "okaflow._run",
