@@ -14,13 +14,7 @@ the URL. To build a :class:`okaflow.Case` from a FHIR record and its studies in 
 :func:`okaflow.pull_case`.
 """
 
-from okaflow.tools.pacs._dicomweb import (
-    EXPLICIT_VR_LITTLE_ENDIAN_FRAMES,
-    DICOMwebClient,
-    Instance,
-    Series,
-    Study,
-    check_uid,
-)
+from okaflow.tools.pacs._dicomweb import EXPLICIT_VR_LITTLE_ENDIAN_FRAMES, DICOMwebClient
+from okaflow.tools.pacs._models import Instance, Series, Study, check_uid
 
 __all__ = ["EXPLICIT_VR_LITTLE_ENDIAN_FRAMES", "DICOMwebClient", "Instance", "Series", "Study", "check_uid"]

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -29,16 +27,16 @@ from okaflow._constants import (
     HTTP_MAX_RETRIES,
 )
 from okaflow._errors import ClinicalResponseError, ConfigurationError, MissingExtraError
+from okaflow.tools.pacs._models import Instance, Series, Study, check_uid, dataset_from_json, int_of, text_of
 
 if TYPE_CHECKING:
     import pydicom
     import requests
 
-__all__ = ["EXPLICIT_VR_LITTLE_ENDIAN_FRAMES", "DICOMwebClient", "Instance", "Series", "Study", "check_uid"]
+__all__ = ["EXPLICIT_VR_LITTLE_ENDIAN_FRAMES", "DICOMwebClient"]
 
 #: Uncompressed frames: the media type Orthanc (and most servers) answer a frame request with.
 EXPLICIT_VR_LITTLE_ENDIAN_FRAMES = ("application/octet-stream", "1.2.840.10008.1.2.1")
-_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _STUDY_FIELDS = (
     "StudyDate",
     "StudyDescription",
@@ -48,59 +46,6 @@ _STUDY_FIELDS = (
     "NumberOfStudyRelatedSeries",
     "NumberOfStudyRelatedInstances",
 )
-
-
-def check_uid(value: object, what: str, url: str) -> str:
-    """``value`` if it is a well-formed DICOM UID (digits and dots, at most 64 characters).
-
-    UIDs from a server become file names, so anything else (``..``, ``/``) is refused.
-    """
-    text = str(value or "")
-    if len(text) > 64 or not _UID.match(text):
-        raise ClinicalResponseError(
-            f"{url} gave a malformed {what} {text[:80]!r}",
-            system="DICOMweb",
-            url=url,
-            hint="the server's data is not valid DICOM: a UID is digits and dots, at most 64 characters",
-        )
-    return text
-
-
-@dataclass(frozen=True)
-class Study:
-    """One study as QIDO-RS describes it."""
-
-    study_uid: str
-    patient_id: str | None
-    accession_number: str | None
-    study_date: str | None
-    description: str | None
-    modalities: tuple[str, ...]
-    series_count: int | None
-    instance_count: int | None
-
-
-@dataclass(frozen=True)
-class Series:
-    """One series of a study."""
-
-    study_uid: str
-    series_uid: str
-    modality: str | None
-    number: int | None
-    description: str | None
-    instance_count: int | None
-
-
-@dataclass(frozen=True)
-class Instance:
-    """One instance (a DICOM object) of a series."""
-
-    study_uid: str
-    series_uid: str
-    sop_instance_uid: str
-    sop_class_uid: str | None
-    number: int | None
 
 
 def _dicomweb() -> Any:
@@ -228,15 +173,15 @@ class DICOMwebClient:
             )
         out = []
         for item in found:
-            ds = _dataset(item, url)
+            ds = dataset_from_json(item, url)
             out.append(
                 Series(
                     study_uid=check_uid(ds.get("StudyInstanceUID", study_uid), "StudyInstanceUID", url),
                     series_uid=check_uid(ds.get("SeriesInstanceUID"), "SeriesInstanceUID", url),
-                    modality=_text(ds, "Modality"),
-                    number=_int(ds, "SeriesNumber"),
-                    description=_text(ds, "SeriesDescription"),
-                    instance_count=_int(ds, "NumberOfSeriesRelatedInstances"),
+                    modality=text_of(ds, "Modality"),
+                    number=int_of(ds, "SeriesNumber"),
+                    description=text_of(ds, "SeriesDescription"),
+                    instance_count=int_of(ds, "NumberOfSeriesRelatedInstances"),
                 )
             )
         return out
@@ -248,14 +193,14 @@ class DICOMwebClient:
             found = self._client.search_for_instances(study_uid, series_uid, get_remaining=True)
         out = []
         for item in found:
-            ds = _dataset(item, url)
+            ds = dataset_from_json(item, url)
             out.append(
                 Instance(
                     study_uid=check_uid(ds.get("StudyInstanceUID", study_uid), "StudyInstanceUID", url),
                     series_uid=check_uid(ds.get("SeriesInstanceUID", series_uid), "SeriesInstanceUID", url),
                     sop_instance_uid=check_uid(ds.get("SOPInstanceUID"), "SOPInstanceUID", url),
-                    sop_class_uid=_text(ds, "SOPClassUID"),
-                    number=_int(ds, "InstanceNumber"),
+                    sop_class_uid=text_of(ds, "SOPClassUID"),
+                    number=int_of(ds, "InstanceNumber"),
                 )
             )
         return out
@@ -319,17 +264,17 @@ class DICOMwebClient:
 
     def _study(self, item: Mapping[str, Any]) -> Study:
         url = f"{self.url}/studies"
-        ds = _dataset(item, url)
+        ds = dataset_from_json(item, url)
         modalities = ds.get("ModalitiesInStudy") or []
         return Study(
             study_uid=check_uid(ds.get("StudyInstanceUID"), "StudyInstanceUID", url),
-            patient_id=_text(ds, "PatientID"),
-            accession_number=_text(ds, "AccessionNumber"),
-            study_date=_text(ds, "StudyDate"),
-            description=_text(ds, "StudyDescription"),
+            patient_id=text_of(ds, "PatientID"),
+            accession_number=text_of(ds, "AccessionNumber"),
+            study_date=text_of(ds, "StudyDate"),
+            description=text_of(ds, "StudyDescription"),
             modalities=tuple(str(m) for m in (modalities if isinstance(modalities, list | tuple) else [modalities])),
-            series_count=_int(ds, "NumberOfStudyRelatedSeries"),
-            instance_count=_int(ds, "NumberOfStudyRelatedInstances"),
+            series_count=int_of(ds, "NumberOfStudyRelatedSeries"),
+            instance_count=int_of(ds, "NumberOfStudyRelatedInstances"),
         )
 
     @contextlib.contextmanager
@@ -390,32 +335,6 @@ def _root_cause(exc: BaseException) -> BaseException:
     """urllib3 wraps the refused connection in MaxRetryError; the innermost reason reads best."""
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     return reason if isinstance(reason, BaseException) else exc
-
-
-def _dataset(item: Mapping[str, Any], url: str) -> pydicom.Dataset:
-    import pydicom
-
-    try:
-        return pydicom.Dataset.from_json(dict(item))
-    except Exception as exc:  # pydicom raises several types for malformed DICOM JSON
-        raise ClinicalResponseError(
-            f"{url} answered DICOM JSON that pydicom cannot read ({type(exc).__name__}: {exc})",
-            system="DICOMweb",
-            url=url,
-        ) from exc
-
-
-def _text(ds: pydicom.Dataset, keyword: str) -> str | None:
-    value = ds.get(keyword)
-    return str(value) if value not in (None, "") else None
-
-
-def _int(ds: pydicom.Dataset, keyword: str) -> int | None:
-    value = ds.get(keyword)
-    try:
-        return int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
 
 
 def _matches(study: Study, key: str, value: str) -> bool:
