@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["HttpxClinicalErrors", "connection_error", "server_said", "status_error"]
 
 _MAX_SAID = 400
+_ENV_URL = {"FHIR": " (or $OKAFLOW_FHIR_URL)", "DICOMweb": " (or $OKAFLOW_DICOMWEB_URL)"}
 
 
 def server_said(body: str) -> str:
@@ -116,7 +117,7 @@ def connection_error(*, system: str, url: str, exc: BaseException, attempts: int
         f"cannot reach {url}{tries} ({detail})",
         system=system,
         url=url,
-        hint=f"is the {system} server running? check the base URL (or $OKAFLOW_{system.upper()}_URL), host and port",
+        hint=f"is the {system} server running? check the URL{_ENV_URL.get(system, '')}, host and port",
     )
 
 

@@ -34,6 +34,7 @@ from okaflow._errors import (
     ClinicalResponseError,
     ConfigurationError,
     PatientNotFoundError,
+    TokenRequestError,
 )
 from okaflow.model_backend._http import HttpCall, RetryPolicy, send_with_retries
 from okaflow.tools.ehr._auth import BearerToken, FHIRAuth
@@ -251,6 +252,8 @@ class FHIRClient:
             )
             try:
                 response = send_with_retries(self._http, call)
+            except TokenRequestError:
+                raise  # the token endpoint itself refused: asking again would be refused again
             except ClinicalAuthenticationError:
                 # A cached SMART token may have been revoked or expired early: ask for a new one, once.
                 if attempt == 0 and self.auth is not None and not isinstance(self.auth, BearerToken):

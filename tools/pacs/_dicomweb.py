@@ -291,7 +291,8 @@ class DICOMwebClient:
             raise status_error(
                 system="DICOMweb",
                 method=response.request.method or "GET",
-                url=response.url or url,
+                # Without the query: QIDO queries carry patient identifiers, and errors end up in logs.
+                url=(response.url or url).split("?", 1)[0],
                 status_code=response.status_code,
                 reason=response.reason or "",
                 body=response.text[:4000],

@@ -162,16 +162,20 @@ def test_a_failed_token_request_is_retried_with_a_new_assertion() -> None:
 def test_an_oauth_refusal_is_a_token_request_error_with_what_to_do() -> None:
     auth = smart(ec.generate_private_key(ec.SECP384R1()), token_url=TOKEN_URL)
 
+    asked: list[str] = []
+
     def refuse(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(400, json={"error": "invalid_scope", "error_description": "no system/*.write here"})
+        asked.append(str(request.url))
+        return httpx.Response(401, json={"error": "invalid_scope", "error_description": "no system/*.write here"})
 
     client = FHIRClient(BASE, auth=auth, http_client=httpx.Client(transport=httpx.MockTransport(refuse)))
     with client, pytest.raises(okaflow.TokenRequestError) as info:
         client.read("Patient", "p1")
     assert info.value.error == "invalid_scope"
-    assert info.value.status_code == 400
+    assert info.value.status_code == 401
     assert "no system/*.write here" in str(info.value)
     assert "scopes this client is registered for" in str(info.value)
+    assert asked == [TOKEN_URL], "a refused token request was sent again"
 
 
 @pytest.mark.parametrize(
