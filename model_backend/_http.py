@@ -5,6 +5,10 @@ Retries live here and nowhere else (not in the agent graph): exponential backoff
 failures; any other 4xx would fail again and is raised at once as a typed
 :class:`~okaflow.BackendStatusError` subclass. Streamed calls go through the same loop, retried only
 until the first byte of the body has arrived.
+
+Other HTTP clients of okaflow (the FHIR client in :mod:`okaflow.tools.ehr`) reuse this loop with their
+own error classes: an :class:`HttpCall` may carry an :class:`ErrorMapper`, and :func:`retry_loop` runs
+any one-attempt callable (a token request signs a new assertion on every attempt).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -45,15 +49,19 @@ from okaflow._errors import (
     BackendServerError,
     BackendStatusError,
     BackendTimeoutError,
+    OkaflowError,
 )
 
 __all__ = [
+    "ErrorMapper",
     "HttpCall",
     "RetryPolicy",
+    "aretry_loop",
     "asend_with_retries",
     "astream_with_retries",
     "default_timeout",
     "retry_after_seconds",
+    "retry_loop",
     "send_with_retries",
     "stream_with_retries",
 ]
@@ -210,9 +218,25 @@ def _transport_error(exc: httpx.TransportError, *, url: str, attempts: int, back
     )
 
 
+class ErrorMapper(Protocol):
+    """Turns a final failure into a typed error; the default maps to the model-backend errors."""
+
+    def status_error(self, response: httpx.Response, *, attempts: int) -> OkaflowError:
+        """The error for a non-2xx ``response`` that is not (or no longer) retried."""
+        ...
+
+    def transport_error(self, exc: httpx.TransportError, *, url: str, attempts: int) -> OkaflowError:
+        """The error for a transport failure (connect, read, timeout) that is not (or no longer) retried."""
+        ...
+
+
 @dataclass(frozen=True)
 class HttpCall:
-    """One logical request, sent as many times as the policy allows."""
+    """One logical request, sent as many times as the policy allows.
+
+    ``json`` or ``content`` is the body; ``errors`` maps failures to typed errors (default: the
+    model-backend classes, naming ``backend`` and ``base_url``).
+    """
 
     method: str
     url: str
@@ -222,9 +246,21 @@ class HttpCall:
     policy: RetryPolicy
     base_url: str
     backend: str
+    content: bytes | None = None
+    errors: ErrorMapper | None = None
+
+    def status_error(self, response: httpx.Response, *, attempts: int) -> OkaflowError:
+        if self.errors is not None:
+            return self.errors.status_error(response, attempts=attempts)
+        return _status_error(response, attempts=attempts, base_url=self.base_url, backend=self.backend)
+
+    def transport_error(self, exc: httpx.TransportError, *, attempts: int) -> OkaflowError:
+        if self.errors is not None:
+            return self.errors.transport_error(exc, url=self.url, attempts=attempts)
+        return _transport_error(exc, url=self.url, attempts=attempts, backend=self.backend)
 
 
-def _retry_loop(
+def retry_loop(
     call: HttpCall,
     attempt: Callable[[], httpx.Response],
     *,
@@ -243,27 +279,27 @@ def _retry_loop(
             response = attempt()
         except _RETRYABLE_TRANSPORT as exc:
             if last:
-                raise _transport_error(exc, url=call.url, attempts=number + 1, backend=call.backend) from exc
+                raise call.transport_error(exc, attempts=number + 1) from exc
             sleep(call.policy.delay(number, None, rng))
             continue
         except httpx.TransportError as exc:
-            raise _transport_error(exc, url=call.url, attempts=number + 1, backend=call.backend) from exc
+            raise call.transport_error(exc, attempts=number + 1) from exc
         if response.is_success:
             return response
         if last or not _retryable_status(response.status_code):
-            raise _status_error(response, attempts=number + 1, base_url=call.base_url, backend=call.backend)
+            raise call.status_error(response, attempts=number + 1)
         sleep(call.policy.delay(number, response, rng))
     raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
 
-async def _aretry_loop(
+async def aretry_loop(
     call: HttpCall,
     attempt: Callable[[], Awaitable[httpx.Response]],
     *,
     sleep: Callable[[float], Awaitable[None]],
     rng: random.Random | None,
 ) -> httpx.Response:
-    """The async twin of :func:`_retry_loop`."""
+    """The async twin of :func:`retry_loop`."""
     rng = rng or random.Random()
     for number in range(call.policy.max_retries + 1):
         last = number == call.policy.max_retries
@@ -271,15 +307,15 @@ async def _aretry_loop(
             response = await attempt()
         except _RETRYABLE_TRANSPORT as exc:
             if last:
-                raise _transport_error(exc, url=call.url, attempts=number + 1, backend=call.backend) from exc
+                raise call.transport_error(exc, attempts=number + 1) from exc
             await sleep(call.policy.delay(number, None, rng))
             continue
         except httpx.TransportError as exc:
-            raise _transport_error(exc, url=call.url, attempts=number + 1, backend=call.backend) from exc
+            raise call.transport_error(exc, attempts=number + 1) from exc
         if response.is_success:
             return response
         if last or not _retryable_status(response.status_code):
-            raise _status_error(response, attempts=number + 1, base_url=call.base_url, backend=call.backend)
+            raise call.status_error(response, attempts=number + 1)
         await sleep(call.policy.delay(number, response, rng))
     raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
@@ -294,9 +330,11 @@ def send_with_retries(
     """Send ``call`` with ``client``, retrying per its policy; a 2xx response or a typed error."""
 
     def attempt() -> httpx.Response:
-        return client.request(call.method, call.url, json=call.json, headers=call.headers, timeout=call.timeout)
+        return client.request(
+            call.method, call.url, json=call.json, content=call.content, headers=call.headers, timeout=call.timeout
+        )
 
-    return _retry_loop(call, attempt, sleep=sleep, rng=rng)
+    return retry_loop(call, attempt, sleep=sleep, rng=rng)
 
 
 async def asend_with_retries(
@@ -309,9 +347,11 @@ async def asend_with_retries(
     """The async twin of :func:`send_with_retries`."""
 
     async def attempt() -> httpx.Response:
-        return await client.request(call.method, call.url, json=call.json, headers=call.headers, timeout=call.timeout)
+        return await client.request(
+            call.method, call.url, json=call.json, content=call.content, headers=call.headers, timeout=call.timeout
+        )
 
-    return await _aretry_loop(call, attempt, sleep=sleep, rng=rng)
+    return await aretry_loop(call, attempt, sleep=sleep, rng=rng)
 
 
 @contextlib.contextmanager
@@ -335,7 +375,14 @@ def stream_with_retries(
         def attempt() -> httpx.Response:
             with contextlib.ExitStack() as this_try:
                 response = this_try.enter_context(
-                    client.stream(call.method, call.url, json=call.json, headers=call.headers, timeout=call.timeout)
+                    client.stream(
+                        call.method,
+                        call.url,
+                        json=call.json,
+                        content=call.content,
+                        headers=call.headers,
+                        timeout=call.timeout,
+                    )
                 )
                 if not response.is_success:
                     response.read()  # the status error quotes the body
@@ -346,7 +393,7 @@ def stream_with_retries(
                 stack.enter_context(this_try.pop_all())  # keep it open until the caller's block ends
                 return response
 
-        _retry_loop(call, attempt, sleep=sleep, rng=rng)
+        retry_loop(call, attempt, sleep=sleep, rng=rng)
         yield chunks[0]
 
 
@@ -365,7 +412,14 @@ async def astream_with_retries(
         async def attempt() -> httpx.Response:
             async with contextlib.AsyncExitStack() as this_try:
                 response = await this_try.enter_async_context(
-                    client.stream(call.method, call.url, json=call.json, headers=call.headers, timeout=call.timeout)
+                    client.stream(
+                        call.method,
+                        call.url,
+                        json=call.json,
+                        content=call.content,
+                        headers=call.headers,
+                        timeout=call.timeout,
+                    )
                 )
                 if not response.is_success:
                     await response.aread()
@@ -376,7 +430,7 @@ async def astream_with_retries(
                 await stack.enter_async_context(this_try.pop_all())
                 return response
 
-        await _aretry_loop(call, attempt, sleep=sleep, rng=rng)
+        await aretry_loop(call, attempt, sleep=sleep, rng=rng)
         yield chunks[0]
 
 

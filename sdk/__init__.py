@@ -33,6 +33,14 @@ from okaflow._errors import (
     BackendStatusError,
     BackendTimeoutError,
     CaseError,
+    ClinicalAuthenticationError,
+    ClinicalConnectionError,
+    ClinicalNotFoundError,
+    ClinicalPermissionDeniedError,
+    ClinicalResponseError,
+    ClinicalStatusError,
+    ClinicalSystemError,
+    ClinicalTimeoutError,
     ConfigurationError,
     DeidentificationError,
     DICOMError,
@@ -45,10 +53,12 @@ from okaflow._errors import (
     MissingExtraError,
     MissingPixelDataError,
     OkaflowError,
+    PatientNotFoundError,
     ReplayError,
     ReplayInputsChangedError,
     ReplayMismatchError,
     RunDirectoryError,
+    TokenRequestError,
     UnsupportedImageError,
     UnsupportedTransferSyntaxError,
 )
@@ -60,6 +70,7 @@ if TYPE_CHECKING:
     from okaflow._case import Case
     from okaflow._diff import RunDiff, diff_runs
     from okaflow._export import export_run, import_run
+    from okaflow._pull import pull_case
     from okaflow._replay import ReplayResult, replay
     from okaflow._rerun import rerun
     from okaflow._resume import resume
@@ -96,6 +107,14 @@ __all__ = [
     "Case",
     "CaseError",
     "CaseOutcome",
+    "ClinicalAuthenticationError",
+    "ClinicalConnectionError",
+    "ClinicalNotFoundError",
+    "ClinicalPermissionDeniedError",
+    "ClinicalResponseError",
+    "ClinicalStatusError",
+    "ClinicalSystemError",
+    "ClinicalTimeoutError",
     "ConfigurationError",
     "DICOMError",
     "DeidentificationError",
@@ -112,6 +131,7 @@ __all__ = [
     "Modality",
     "OkaflowError",
     "OpenAIBackend",
+    "PatientNotFoundError",
     "Provenance",
     "ReplayError",
     "ReplayInputsChangedError",
@@ -121,6 +141,7 @@ __all__ = [
     "RunDiff",
     "RunDirectoryError",
     "RunResult",
+    "TokenRequestError",
     "TransformersBackend",
     "UnsupportedImageError",
     "UnsupportedTransferSyntaxError",
@@ -137,6 +158,7 @@ __all__ = [
     "get_workflow",
     "import_run",
     "list_workflows",
+    "pull_case",
     "register_workflow",
     "replay",
     "rerun",
@@ -147,6 +169,7 @@ __all__ = [
 # Public names that load heavier modules, imported on first attribute access.
 _LAZY = {
     "Case": "okaflow._case",
+    "pull_case": "okaflow._pull",
     "RunResult": "okaflow._run",
     "approve": "okaflow._run",
     "arun": "okaflow._run",

@@ -64,3 +64,21 @@ RUN_MANIFEST = "run.json"
 # Case folder conventions.
 CASE_MANIFEST = "case.json"
 IMAGE_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+# PACS and EHR servers (okaflow.tools.ehr, okaflow.tools.pacs, okaflow.pull_case).
+ENV_FHIR_URL = "OKAFLOW_FHIR_URL"
+ENV_FHIR_TOKEN = "OKAFLOW_FHIR_TOKEN"
+ENV_DICOMWEB_URL = "OKAFLOW_DICOMWEB_URL"
+ENV_DICOMWEB_TOKEN = "OKAFLOW_DICOMWEB_TOKEN"
+# A clinical server answers a read in seconds; a whole-record $everything or a large instance may take longer.
+CLINICAL_CONNECT_TIMEOUT_S = 5.0
+CLINICAL_READ_TIMEOUT_S = 60.0
+# FHIR searches: entries asked for per page, and the most pages followed before a record counts as runaway.
+FHIR_PAGE_SIZE = 100
+FHIR_MAX_PAGES = 200
+# SMART backend services: a client assertion lives at most 5 minutes (the spec's limit); a cached access
+# token is renewed this long before it expires (at most half its lifetime).
+SMART_ASSERTION_LIFETIME_S = 300
+SMART_REFRESH_MARGIN_S = 60.0
+# pull_case: the most DICOM instances copied into one case (a CT series can hold thousands).
+PULL_MAX_INSTANCES = 2000

@@ -31,6 +31,16 @@
     │       ├── BackendNotFoundError          404: wrong URL or model name
     │       ├── BackendRateLimitedError       429: still rate-limited after retries
     │       └── BackendServerError            5xx: the server failed, still after retries
+    ├── ClinicalSystemError         a PACS or EHR server (FHIR REST, DICOMweb) failed or refused
+    │   ├── ClinicalConnectionError the server cannot be reached (refused, reset, DNS)
+    │   ├── ClinicalTimeoutError    the server did not answer in time
+    │   ├── ClinicalResponseError   the server answered 2xx with something unusable (not JSON, not a Bundle)
+    │   └── ClinicalStatusError     the server answered with an HTTP error status
+    │       ├── ClinicalAuthenticationError  401: no, wrong or expired credentials
+    │       │   └── TokenRequestError        the authorization server refused a token (SMART backend services)
+    │       ├── ClinicalPermissionDeniedError 403: authenticated, but not allowed (scopes)
+    │       └── ClinicalNotFoundError        404: no such resource or endpoint
+    │           └── PatientNotFoundError     the patient id is unknown to the FHIR server
     ├── AgentError                  the agent graph cannot run
     │   └── RunDirectoryError       the run directory is unusable (exists and is not a run)
     └── ReplayError                 a recorded run cannot be replayed as recorded
@@ -39,7 +49,9 @@
 
 Input errors carry ``source`` (the file), ``location`` (JSON path or DICOM tag) and ``hint``
 (what to do); ``str(error)`` joins them into one readable line. HTTP status errors carry
-``status_code``, ``request``, ``response`` and the response ``body`` text.
+``status_code``, ``request``, ``response`` and the response ``body`` text. Clinical-system errors
+carry ``system`` (``"FHIR"``, ``"DICOMweb"``) and ``url``; their status errors also carry ``status_code``,
+``response`` (an ``httpx`` or, for DICOMweb, a ``requests`` response) and ``body``.
 """
 
 from __future__ import annotations
@@ -67,6 +79,14 @@ __all__ = [
     "BackendStatusError",
     "BackendTimeoutError",
     "CaseError",
+    "ClinicalAuthenticationError",
+    "ClinicalConnectionError",
+    "ClinicalNotFoundError",
+    "ClinicalPermissionDeniedError",
+    "ClinicalResponseError",
+    "ClinicalStatusError",
+    "ClinicalSystemError",
+    "ClinicalTimeoutError",
     "ConfigurationError",
     "DICOMError",
     "DeidentificationError",
@@ -79,10 +99,12 @@ __all__ = [
     "MissingExtraError",
     "MissingPixelDataError",
     "OkaflowError",
+    "PatientNotFoundError",
     "ReplayError",
     "ReplayInputsChangedError",
     "ReplayMismatchError",
     "RunDirectoryError",
+    "TokenRequestError",
     "UnsupportedImageError",
     "UnsupportedTransferSyntaxError",
 ]
@@ -302,6 +324,119 @@ class BackendRateLimitedError(BackendStatusError):
 
 class BackendServerError(BackendStatusError):
     """5xx: the server failed, and kept failing through every retry."""
+
+
+class ClinicalSystemError(OkaflowError):
+    """A PACS or EHR server (FHIR REST, DICOMweb) failed or refused; the message names the URL.
+
+    Attributes:
+        system: Which kind of server: ``"FHIR"``, ``"DICOMweb"``, ``"SMART"`` (a token endpoint).
+        url: The URL that was asked (without credentials).
+    """
+
+    def __init__(self, message: str, *, system: str, url: str, hint: str | None = None) -> None:
+        super().__init__(f"[{system}] {message}", hint=hint)
+        self.system = system
+        self.url = url
+
+
+class ClinicalConnectionError(ClinicalSystemError):
+    """The server cannot be reached: connection refused or reset, DNS failure."""
+
+
+class ClinicalTimeoutError(ClinicalSystemError):
+    """The server did not connect or answer within the configured timeout."""
+
+
+class ClinicalResponseError(ClinicalSystemError):
+    """The server answered with a success status but an unusable body: not JSON, not the resource asked
+    for, a paging link that loops or leaves the server."""
+
+
+class ClinicalStatusError(ClinicalSystemError):
+    """The server answered with an HTTP error status.
+
+    Attributes:
+        status_code: The HTTP status code.
+        response: The response: an :class:`httpx.Response` (FHIR, SMART), a ``requests.Response`` (DICOMweb).
+        body: The response body as text.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        system: str,
+        url: str,
+        status_code: int,
+        response: object,
+        body: str,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, system=system, url=url, hint=hint)
+        self.status_code = status_code
+        self.response = response
+        self.body = body
+
+
+class ClinicalAuthenticationError(ClinicalStatusError):
+    """401: the request carried no credentials, or wrong or expired ones."""
+
+
+class TokenRequestError(ClinicalAuthenticationError):
+    """The authorization server refused to issue an access token (SMART backend services).
+
+    Attributes:
+        error: The OAuth error code (``invalid_client``, ``invalid_scope`` …), when the server sent one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str,
+        status_code: int,
+        response: object,
+        body: str,
+        error: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(
+            message, system="SMART", url=url, status_code=status_code, response=response, body=body, hint=hint
+        )
+        self.error = error
+
+
+class ClinicalPermissionDeniedError(ClinicalStatusError):
+    """403: the credentials are valid but do not allow this request (e.g. the token's scopes)."""
+
+
+class ClinicalNotFoundError(ClinicalStatusError):
+    """404: the resource or endpoint does not exist on the server."""
+
+
+class PatientNotFoundError(ClinicalNotFoundError):
+    """The FHIR server has no Patient with the id asked for.
+
+    Attributes:
+        patient_id: The id that was asked for.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        patient_id: str,
+        url: str,
+        status_code: int,
+        response: object,
+        body: str,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(
+            message, system="FHIR", url=url, status_code=status_code, response=response, body=body, hint=hint
+        )
+        self.patient_id = patient_id
 
 
 class AgentError(OkaflowError):

@@ -1,0 +1,189 @@
+"""``pull_case``: one patient's record from the EHR and their studies from the PACS, as a case folder.
+
+The case is written to disk (``bundle.json``, ``images/``, ``case.json``, and ``pull.json`` saying where
+everything came from and why each study was taken), then loaded like any case folder: a pulled case is
+recorded, replayed, exported and diffed like one made by hand, with no server needed afterwards.
+
+Studies are matched to the patient three ways, each named in ``pull.json``: the DICOM Study Instance UID
+of an ``ImagingStudy`` in the record, the accession number on such an ``ImagingStudy``, and the Patient's
+identifiers as DICOM PatientID (exact matches only). A study found only by PatientID is noted in the
+case's warnings, since identifiers from different issuers can collide.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from okaflow._constants import CASE_MANIFEST, PULL_MAX_INSTANCES
+from okaflow._errors import CaseError, ConfigurationError
+from okaflow._version import __version__
+
+if TYPE_CHECKING:
+    from okaflow._case import Case
+    from okaflow.tools.ehr import FHIRClient, PatientRecord, RecordStrategy
+    from okaflow.tools.pacs import DICOMwebClient, Study
+
+__all__ = ["PULL_RECORD", "StudyMatch", "match_studies", "pull_case"]
+
+PULL_RECORD = "pull.json"
+MatchReason = Literal["ImagingStudy UID", "accession number", "PatientID"]
+_DICOM_UID = "urn:dicom:uid"
+_ACCESSION = "ACSN"
+_MRN = "MR"
+
+
+@dataclass
+class StudyMatch:
+    """A study found for the patient, and every way it was found."""
+
+    study: Study
+    reasons: list[str] = field(default_factory=list)
+
+
+def pull_case(
+    patient_id: str,
+    *,
+    fhir: FHIRClient,
+    dicomweb: DICOMwebClient | None = None,
+    folder: str | Path,
+    task: str | None = None,
+    workflow: str | None = None,
+    case_id: str | None = None,
+    identifier_system: str | None = None,
+    studies: Sequence[str] | None = None,
+    strategy: RecordStrategy = "auto",
+    max_instances: int = PULL_MAX_INSTANCES,
+    strict: bool = True,
+) -> Case:
+    """Build a :class:`~okaflow.Case` from a patient's FHIR record and that patient's DICOMweb studies.
+
+    Args:
+        patient_id: The Patient's id on the FHIR server (``fhir.find_patient_ids(mrn)`` finds it).
+        fhir: The EHR.
+        dicomweb: The PACS; None for a record without images.
+        folder: A new or empty folder the case is written to.
+        task: The clinical question or task.
+        workflow: The workflow the case names (``case.json``).
+        case_id: The case's id; default the folder's name.
+        identifier_system: Match studies by the Patient identifiers of this system only (e.g. the MRN
+            system the PACS uses); default the identifiers typed ``MR``, else all of them.
+        studies: Only these Study Instance UIDs (each must match the patient); default every match.
+        strategy: How the record is read (see :func:`okaflow.tools.ehr.fetch_patient_record`).
+        max_instances: Refuse to copy more DICOM instances than this.
+        strict: Load the bundle strictly (an invalid entry raises) or skip invalid entries with a warning.
+
+    Returns:
+        The loaded case (``case.source`` is ``folder``).
+
+    Raises:
+        CaseError: ``folder`` exists and is not empty, or a requested study is not the patient's.
+        ConfigurationError: more than ``max_instances`` instances would be copied.
+        PatientNotFoundError, ClinicalSystemError: from the servers, naming the URL.
+    """
+    from okaflow._case import Case
+    from okaflow.tools.ehr import fetch_patient_record
+
+    root = Path(folder)
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise CaseError("the folder for the pulled case is not empty", source=root, hint="choose a new folder")
+    record = fetch_patient_record(fhir, patient_id, strategy=strategy)
+    matches = match_studies(dicomweb, record, identifier_system=identifier_system) if dicomweb else []
+    if studies is not None:
+        known = {m.study.study_uid for m in matches}
+        missing = [uid for uid in studies if uid not in known]
+        if missing:
+            raise CaseError(
+                f"studies {missing} are not Patient/{patient_id}'s (matched: {sorted(known) or 'none'})",
+                hint="pass study UIDs of this patient, or leave studies= out",
+            )
+        matches = [m for m in matches if m.study.study_uid in set(studies)]
+    instances = {m.study.study_uid: dicomweb.search_instances(m.study.study_uid) for m in matches} if dicomweb else {}
+    total = sum(len(v) for v in instances.values())
+    if total > max_instances:
+        raise ConfigurationError(
+            f"the patient's {len(matches)} studies hold {total} instances, over max_instances={max_instances}",
+            hint="raise max_instances= or pick studies with studies=[...]",
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "bundle.json").write_text(record.to_json(), encoding="utf-8")
+    images: list[dict[str, str]] = []
+    pulled: list[dict[str, Any]] = []
+    for match in matches:
+        assert dicomweb is not None
+        uid = match.study.study_uid
+        files = dicomweb.download_instances(instances[uid], root / "images" / uid)
+        images += [{"path": p.relative_to(root).as_posix()} for p in files]
+        pulled.append({"study_uid": uid, "matched_by": match.reasons, "instances": len(files)})
+    manifest: dict[str, Any] = {"id": case_id or root.name, "bundle": "bundle.json", "images": images}
+    if task:
+        manifest["task"] = task
+    if workflow:
+        manifest["workflow"] = workflow
+    (root / CASE_MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    provenance = {
+        "okaflow": __version__,
+        "pulled_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "fhir": {"base_url": fhir.base_url, "patient": f"Patient/{patient_id}", "strategy": record.strategy},
+        "dicomweb": {"url": dicomweb.url, "studies": pulled} if dicomweb is not None else None,
+        "warnings": list(record.warnings),
+    }
+    (root / PULL_RECORD).write_text(json.dumps(provenance, indent=2), encoding="utf-8")
+    case = Case.from_folder(root, strict=strict)
+    case.warnings += list(record.warnings)
+    case.warnings += [
+        f"study {m.study.study_uid} matched by PatientID only (no ImagingStudy in the record names it)"
+        for m in matches
+        if m.reasons == ["PatientID"]
+    ]
+    return case
+
+
+def match_studies(
+    dicomweb: DICOMwebClient, record: PatientRecord, *, identifier_system: str | None = None
+) -> list[StudyMatch]:
+    """The patient's studies on the PACS, each with the ways it was matched (see the module docstring)."""
+    found: dict[str, StudyMatch] = {}
+
+    def add(studies: list[Study], reason: str) -> None:
+        for study in studies:
+            match = found.setdefault(study.study_uid, StudyMatch(study))
+            if reason not in match.reasons:
+                match.reasons.append(reason)
+
+    for resource in record.resources("ImagingStudy"):
+        for identifier in resource.get("identifier") or []:
+            value = str(identifier.get("value") or "")
+            if identifier.get("system") == _DICOM_UID and value:
+                add(dicomweb.search_studies(study_uid=value.removeprefix("urn:oid:")), "ImagingStudy UID")
+            elif _has_code(identifier.get("type"), _ACCESSION) and value:
+                add(dicomweb.search_studies(accession_number=value), "accession number")
+    for value in _patient_identifiers(record, identifier_system):
+        add(dicomweb.search_studies(patient_id=value), "PatientID")
+    return sorted(found.values(), key=lambda m: (m.study.study_date or "", m.study.study_uid))
+
+
+def _patient_identifiers(record: PatientRecord, system: str | None) -> list[str]:
+    patients = [p for p in record.resources("Patient") if p.get("id") == record.patient_id]
+    identifiers = [i for i in (patients[0].get("identifier") or []) if isinstance(i, dict) and i.get("value")]
+    if system is not None:
+        chosen = [i for i in identifiers if i.get("system") == system]
+        if not chosen:
+            raise ConfigurationError(
+                f"Patient/{record.patient_id} has no identifier of system {system!r}",
+                hint=f"its systems: {sorted({str(i.get('system')) for i in identifiers})}",
+            )
+        identifiers = chosen
+    elif any(_has_code(i.get("type"), _MRN) for i in identifiers):
+        identifiers = [i for i in identifiers if _has_code(i.get("type"), _MRN)]
+    return list(dict.fromkeys(str(i["value"]) for i in identifiers))
+
+
+def _has_code(concept: Any, code: str) -> bool:
+    return isinstance(concept, dict) and any(
+        isinstance(c, dict) and c.get("code") == code for c in concept.get("coding") or []
+    )

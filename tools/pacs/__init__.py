@@ -1,0 +1,20 @@
+"""Studies from a PACS over DICOMweb: QIDO-RS searches, WADO-RS instances and frames (via dicomweb-client).
+
+::
+
+    from okaflow.tools.pacs import DICOMwebClient
+
+    with DICOMwebClient("https://pacs.example/dicom-web", token="...") as pacs:
+        for study in pacs.search_studies(patient_id="MRN-123"):
+            instances = pacs.search_instances(study.study_uid)
+            files = pacs.download_instances(instances, "case/images")
+
+Needs ``pip install 'okaflow[pacs]'``. Failures are :class:`okaflow.ClinicalSystemError` subclasses naming
+the URL. To build a :class:`okaflow.Case` from a FHIR record and its studies in one call, see
+:func:`okaflow.pull_case`.
+"""
+
+from okaflow.tools.pacs._dicomweb import EXPLICIT_VR_LITTLE_ENDIAN_FRAMES, DICOMwebClient
+from okaflow.tools.pacs._models import Instance, Series, Study, check_uid
+
+__all__ = ["EXPLICIT_VR_LITTLE_ENDIAN_FRAMES", "DICOMwebClient", "Instance", "Series", "Study", "check_uid"]

@@ -1,0 +1,347 @@
+"""A DICOMweb client for pulling studies: QIDO-RS searches and WADO-RS retrieval, via dicomweb-client.
+
+dicomweb-client speaks HTTP through ``requests``, so the one retry layer here is urllib3's ``Retry``
+mounted on the session, set from okaflow's retry defaults (backoff with jitter, ``Retry-After``
+honoured, retries of connection failures and 408/429/5xx on GETs only), and dicomweb-client's own
+retrying is switched off. Every request is bounded by a timeout. Failures become
+:class:`~okaflow.ClinicalSystemError` subclasses naming the URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from okaflow._clinical import connection_error, status_error
+from okaflow._constants import (
+    CLINICAL_CONNECT_TIMEOUT_S,
+    CLINICAL_READ_TIMEOUT_S,
+    ENV_DICOMWEB_TOKEN,
+    ENV_DICOMWEB_URL,
+    HTTP_BACKOFF_BASE_S,
+    HTTP_BACKOFF_CAP_S,
+    HTTP_MAX_RETRIES,
+)
+from okaflow._errors import ClinicalResponseError, ConfigurationError, MissingExtraError
+from okaflow.tools.pacs._models import Instance, Series, Study, check_uid, dataset_from_json, int_of, text_of
+
+if TYPE_CHECKING:
+    import pydicom
+    import requests
+
+__all__ = ["EXPLICIT_VR_LITTLE_ENDIAN_FRAMES", "DICOMwebClient"]
+
+#: Uncompressed frames: the media type Orthanc (and most servers) answer a frame request with.
+EXPLICIT_VR_LITTLE_ENDIAN_FRAMES = ("application/octet-stream", "1.2.840.10008.1.2.1")
+_STUDY_FIELDS = (
+    "StudyDate",
+    "StudyDescription",
+    "AccessionNumber",
+    "PatientID",
+    "ModalitiesInStudy",
+    "NumberOfStudyRelatedSeries",
+    "NumberOfStudyRelatedInstances",
+)
+
+
+def _dicomweb() -> Any:
+    try:
+        import dicomweb_client
+    except ImportError as exc:
+        raise MissingExtraError("pacs", feature="DICOMweb", missing=exc.name or "dicomweb-client") from None
+    return dicomweb_client
+
+
+class DICOMwebClient:
+    """Searches and retrieves from one DICOMweb server (QIDO-RS, WADO-RS). A context manager.
+
+    Args:
+        url: The DICOMweb root (``https://pacs.example/dicom-web``); default ``$OKAFLOW_DICOMWEB_URL``.
+        token: A bearer token sent with every request; default ``$OKAFLOW_DICOMWEB_TOKEN`` if set.
+        headers: More request headers.
+        timeout: Bound on each request in seconds (default connect 5 s, read 60 s).
+        max_retries: Retries on connection failures and 408/429/5xx.
+        session: A ``requests.Session`` of your own (auth, TLS, proxies, your own retry adapter): used as
+            given, without okaflow's retry adapter, and not closed by :meth:`close`.
+
+    Raises:
+        MissingExtraError: dicomweb-client is not installed (``pip install 'okaflow[pacs]'``).
+        ConfigurationError: no URL, or one that is not http(s).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        max_retries: int = HTTP_MAX_RETRIES,
+        session: requests.Session | None = None,
+    ) -> None:
+        dicomweb_client = _dicomweb()
+        import requests
+        from requests.adapters import HTTPAdapter
+
+        root = url or os.environ.get(ENV_DICOMWEB_URL)
+        if not root:
+            raise ConfigurationError(
+                f"no DICOMweb URL: pass url= or set ${ENV_DICOMWEB_URL}", hint="e.g. https://pacs.example/dicom-web"
+            )
+        if not root.startswith(("http://", "https://")):
+            raise ConfigurationError(f"the DICOMweb URL {root!r} is not http(s)")
+        if max_retries < 0:
+            raise ConfigurationError(f"max_retries must be 0 or more, not {max_retries}")
+        self.url = root.rstrip("/")
+        token = token or os.environ.get(ENV_DICOMWEB_TOKEN) or None
+        sent = dict(headers or {})
+        if token:
+            sent["Authorization"] = f"Bearer {token}"
+        self._credentials = "Authorization" in sent
+        self._owns_session = session is None
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(max_retries=_retry(max_retries))
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        self._session = session
+        read = CLINICAL_READ_TIMEOUT_S if timeout is None else float(timeout)
+        try:
+            self._client = dicomweb_client.DICOMwebClient(
+                self.url, session=session, headers=sent or None, timeout=(min(CLINICAL_CONNECT_TIMEOUT_S, read), read)
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"the DICOMweb URL {root!r} cannot be used: {exc}") from None
+        self._client.set_http_retry_params(retry=False)
+
+    def __repr__(self) -> str:
+        return f"DICOMwebClient({self.url!r}, credentials={self._credentials})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the HTTP session (not an injected one)."""
+        if self._owns_session:
+            self._session.close()
+
+    # -- QIDO-RS ----------------------------------------------------------------------------------
+    def search_studies(
+        self,
+        *,
+        patient_id: str | None = None,
+        accession_number: str | None = None,
+        study_uid: str | None = None,
+        modality: str | None = None,
+    ) -> list[Study]:
+        """Studies matching every given key, exactly (every result page is read).
+
+        Values are matched literally: a ``*`` or ``?`` (QIDO wildcards) is refused, and results whose
+        PatientID, AccessionNumber or StudyInstanceUID differ from the asked value (a server's fuzzy or
+        case-insensitive matching) are dropped, so no other patient's study comes back.
+        """
+        keys = {"PatientID": patient_id, "AccessionNumber": accession_number, "StudyInstanceUID": study_uid}
+        asked = {k: v for k, v in keys.items() if v is not None}
+        for key, value in asked.items():
+            if not value or any(c in value for c in "*?\\"):
+                raise ConfigurationError(f"{key} {value!r} would match as a pattern", hint="pass an exact value")
+        filters: dict[str, Any] = dict(asked)
+        if modality:
+            filters["ModalitiesInStudy"] = modality
+        with self._errors(f"{self.url}/studies"):
+            found = self._client.search_for_studies(
+                search_filters=filters, fields=list(_STUDY_FIELDS), get_remaining=True
+            )
+        studies = [self._study(item) for item in found]
+        return [s for s in studies if all(_matches(s, key, value) for key, value in asked.items())]
+
+    def search_series(self, study_uid: str) -> list[Series]:
+        """The series of one study."""
+        url = f"{self.url}/studies/{study_uid}/series"
+        with self._errors(url):
+            found = self._client.search_for_series(
+                study_uid, fields=["SeriesDescription", "NumberOfSeriesRelatedInstances"], get_remaining=True
+            )
+        out = []
+        for item in found:
+            ds = dataset_from_json(item, url)
+            out.append(
+                Series(
+                    study_uid=check_uid(ds.get("StudyInstanceUID", study_uid), "StudyInstanceUID", url),
+                    series_uid=check_uid(ds.get("SeriesInstanceUID"), "SeriesInstanceUID", url),
+                    modality=text_of(ds, "Modality"),
+                    number=int_of(ds, "SeriesNumber"),
+                    description=text_of(ds, "SeriesDescription"),
+                    instance_count=int_of(ds, "NumberOfSeriesRelatedInstances"),
+                )
+            )
+        return out
+
+    def search_instances(self, study_uid: str, series_uid: str | None = None) -> list[Instance]:
+        """The instances of one study, or of one of its series."""
+        url = f"{self.url}/studies/{study_uid}" + (f"/series/{series_uid}" if series_uid else "") + "/instances"
+        with self._errors(url):
+            found = self._client.search_for_instances(study_uid, series_uid, get_remaining=True)
+        out = []
+        for item in found:
+            ds = dataset_from_json(item, url)
+            out.append(
+                Instance(
+                    study_uid=check_uid(ds.get("StudyInstanceUID", study_uid), "StudyInstanceUID", url),
+                    series_uid=check_uid(ds.get("SeriesInstanceUID", series_uid), "SeriesInstanceUID", url),
+                    sop_instance_uid=check_uid(ds.get("SOPInstanceUID"), "SOPInstanceUID", url),
+                    sop_class_uid=text_of(ds, "SOPClassUID"),
+                    number=int_of(ds, "InstanceNumber"),
+                )
+            )
+        return out
+
+    # -- WADO-RS ----------------------------------------------------------------------------------
+    def retrieve_instance(self, instance: Instance) -> pydicom.Dataset:
+        """One instance as a pydicom data set, in the transfer syntax the server stores."""
+        url = self._instance_url(instance)
+        with self._errors(url):
+            ds: pydicom.Dataset = self._client.retrieve_instance(
+                instance.study_uid, instance.series_uid, instance.sop_instance_uid
+            )
+        if str(ds.get("SOPInstanceUID", "")) != instance.sop_instance_uid:
+            raise ClinicalResponseError(
+                f"{url} answered instance {ds.get('SOPInstanceUID')!r}", system="DICOMweb", url=url
+            )
+        return ds
+
+    def retrieve_frames(
+        self,
+        instance: Instance,
+        frames: Sequence[int],
+        *,
+        media_type: tuple[str, str] = EXPLICIT_VR_LITTLE_ENDIAN_FRAMES,
+    ) -> list[bytes]:
+        """Frames (1-based) of an instance, as bytes in ``media_type`` (a media type and transfer syntax UID).
+
+        The media type is always sent explicitly: servers such as Orthanc refuse the client's default.
+        """
+        url = f"{self._instance_url(instance)}/frames/{','.join(map(str, frames))}"
+        with self._errors(url):
+            found: list[bytes] = self._client.retrieve_instance_frames(
+                instance.study_uid,
+                instance.series_uid,
+                instance.sop_instance_uid,
+                list(frames),
+                media_types=(media_type,),
+            )
+        if len(found) != len(frames):
+            raise ClinicalResponseError(
+                f"{url} answered {len(found)} frames for {len(frames)} asked", system="DICOMweb", url=url
+            )
+        return found
+
+    def download_instances(self, instances: Sequence[Instance], folder: str | Path) -> list[Path]:
+        """Retrieve instances into ``folder/<series UID>/<SOP instance UID>.dcm``; the files, in order."""
+        import pydicom
+
+        paths = []
+        for instance in instances:
+            ds = self.retrieve_instance(instance)
+            path = Path(folder) / instance.series_uid / f"{instance.sop_instance_uid}.dcm"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pydicom.dcmwrite(path, ds, enforce_file_format=True)
+            paths.append(path)
+        return paths
+
+    # -- internals --------------------------------------------------------------------------------
+    def _instance_url(self, i: Instance) -> str:
+        return f"{self.url}/studies/{i.study_uid}/series/{i.series_uid}/instances/{i.sop_instance_uid}"
+
+    def _study(self, item: Mapping[str, Any]) -> Study:
+        url = f"{self.url}/studies"
+        ds = dataset_from_json(item, url)
+        modalities = ds.get("ModalitiesInStudy") or []
+        return Study(
+            study_uid=check_uid(ds.get("StudyInstanceUID"), "StudyInstanceUID", url),
+            patient_id=text_of(ds, "PatientID"),
+            accession_number=text_of(ds, "AccessionNumber"),
+            study_date=text_of(ds, "StudyDate"),
+            description=text_of(ds, "StudyDescription"),
+            modalities=tuple(str(m) for m in (modalities if isinstance(modalities, list | tuple) else [modalities])),
+            series_count=int_of(ds, "NumberOfStudyRelatedSeries"),
+            instance_count=int_of(ds, "NumberOfStudyRelatedInstances"),
+        )
+
+    @contextlib.contextmanager
+    def _errors(self, url: str) -> Iterator[None]:
+        """requests' and dicomweb-client's failures as typed clinical-system errors."""
+        import requests
+
+        try:
+            yield
+        except requests.HTTPError as exc:
+            response = exc.response
+            if response is None:
+                raise connection_error(system="DICOMweb", url=url, exc=exc, attempts=1, timeout=False) from exc
+            raise status_error(
+                system="DICOMweb",
+                method=response.request.method or "GET",
+                # Without the query: QIDO queries carry patient identifiers, and errors end up in logs.
+                url=(response.url or url).split("?", 1)[0],
+                status_code=response.status_code,
+                reason=response.reason or "",
+                body=response.text[:4000],
+                response=response,
+                credentials=self._credentials,
+            ) from exc
+        except requests.Timeout as exc:
+            raise connection_error(system="DICOMweb", url=url, exc=exc, attempts=1, timeout=True) from exc
+        except requests.ConnectionError as exc:
+            raise connection_error(system="DICOMweb", url=url, exc=_root_cause(exc), attempts=1, timeout=False) from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            # dicomweb-client's parsers: a body that is not the JSON or multipart message asked for.
+            raise ClinicalResponseError(
+                f"{url} answered something that is not DICOMweb ({type(exc).__name__}: {exc})",
+                system="DICOMweb",
+                url=url,
+                hint="is url the server's DICOMweb root (e.g. .../dicom-web)?",
+            ) from exc
+
+
+def _retry(max_retries: int) -> Any:
+    from urllib3.util.retry import Retry
+
+    return Retry(
+        total=max_retries,
+        connect=max_retries,
+        read=max_retries,
+        status=max_retries,
+        other=0,
+        allowed_methods=frozenset({"GET", "HEAD"}),
+        status_forcelist=(408, 429, 500, 502, 503, 504),
+        backoff_factor=HTTP_BACKOFF_BASE_S,
+        backoff_max=HTTP_BACKOFF_CAP_S,
+        backoff_jitter=HTTP_BACKOFF_BASE_S,
+        respect_retry_after_header=True,
+        raise_on_status=False,  # the last answer reaches dicomweb-client, which raises it as an HTTPError
+    )
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """urllib3 wraps the refused connection in MaxRetryError; the innermost reason reads best."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return reason if isinstance(reason, BaseException) else exc
+
+
+def _matches(study: Study, key: str, value: str) -> bool:
+    have = {
+        "PatientID": study.patient_id,
+        "AccessionNumber": study.accession_number,
+        "StudyInstanceUID": study.study_uid,
+    }
+    return have[key] == value
