@@ -64,3 +64,14 @@ RUN_MANIFEST = "run.json"
 # Case folder conventions.
 CASE_MANIFEST = "case.json"
 IMAGE_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+# Generation tools.
+ENV_GENERATION_URL = "OKAFLOW_GENERATION_URL"
+ENV_GENERATION_MODEL = "OKAFLOW_GENERATION_MODEL"
+# Images one diffusers call generates at once (a request for more is split into several calls).
+GENERATION_MAX_BATCH = 4
+# BAGEL's documented sampling defaults (text-to-image / image editing), sent to an image endpoint.
+BAGEL_STEPS = 50
+BAGEL_TIMESTEP_SHIFT = 3.0
+BAGEL_CFG_TEXT_SCALE = 4.0
+BAGEL_CFG_IMG_SCALE = 2.0

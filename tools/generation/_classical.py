@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 from okaflow._constants import DERIVED_LABEL, GENERATION_MAX_SIDE
 from okaflow._errors import ConfigurationError
 from okaflow.tools.generation._protocol import GenerationRequest, GenerationResult
+from okaflow.tools.generation._tasks import TaskRequest, as_request
 from okaflow.tools.imaging import (
     CT_WINDOW_PRESETS,
     MedicalImage,
@@ -49,8 +50,11 @@ class ClassicalGenerator:
     def supports(self, task: str) -> bool:
         return task in _CLASSICAL_TASKS or task in GENERATIVE_TASKS
 
-    def generate(self, request: GenerationRequest, images: Mapping[str, MedicalImage]) -> GenerationResult:
+    def generate(
+        self, request: GenerationRequest | TaskRequest, images: Mapping[str, MedicalImage]
+    ) -> GenerationResult:
         started = time.perf_counter()
+        request = as_request(request)
         missing = [s for s in request.sources if s not in images]
         if missing:
             raise ConfigurationError(
