@@ -212,7 +212,11 @@ def _transport_error(exc: httpx.TransportError, *, url: str, attempts: int, back
 
 @dataclass(frozen=True)
 class HttpCall:
-    """One logical request, sent as many times as the policy allows."""
+    """One logical request, sent as many times as the policy allows.
+
+    The body is ``json``, or a multipart form of ``data`` fields and ``files`` (``(field, (filename, bytes,
+    media type))``; bytes, not streams, so every attempt sends the same body).
+    """
 
     method: str
     url: str
@@ -222,6 +226,17 @@ class HttpCall:
     policy: RetryPolicy
     base_url: str
     backend: str
+    data: dict[str, str] | None = None
+    files: list[tuple[str, tuple[str, bytes, str]]] | None = None
+
+    def send_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``client.request`` / ``client.stream`` for this call."""
+        body: dict[str, Any] = {"json": self.json} if self.files is None and self.data is None else {}
+        if self.data is not None:
+            body["data"] = self.data
+        if self.files is not None:
+            body["files"] = self.files
+        return {"headers": self.headers, "timeout": self.timeout, **body}
 
 
 def _retry_loop(
@@ -294,7 +309,7 @@ def send_with_retries(
     """Send ``call`` with ``client``, retrying per its policy; a 2xx response or a typed error."""
 
     def attempt() -> httpx.Response:
-        return client.request(call.method, call.url, json=call.json, headers=call.headers, timeout=call.timeout)
+        return client.request(call.method, call.url, **call.send_kwargs())
 
     return _retry_loop(call, attempt, sleep=sleep, rng=rng)
 
@@ -309,7 +324,7 @@ async def asend_with_retries(
     """The async twin of :func:`send_with_retries`."""
 
     async def attempt() -> httpx.Response:
-        return await client.request(call.method, call.url, json=call.json, headers=call.headers, timeout=call.timeout)
+        return await client.request(call.method, call.url, **call.send_kwargs())
 
     return await _aretry_loop(call, attempt, sleep=sleep, rng=rng)
 
@@ -334,9 +349,7 @@ def stream_with_retries(
 
         def attempt() -> httpx.Response:
             with contextlib.ExitStack() as this_try:
-                response = this_try.enter_context(
-                    client.stream(call.method, call.url, json=call.json, headers=call.headers, timeout=call.timeout)
-                )
+                response = this_try.enter_context(client.stream(call.method, call.url, **call.send_kwargs()))
                 if not response.is_success:
                     response.read()  # the status error quotes the body
                     return response
@@ -365,7 +378,7 @@ async def astream_with_retries(
         async def attempt() -> httpx.Response:
             async with contextlib.AsyncExitStack() as this_try:
                 response = await this_try.enter_async_context(
-                    client.stream(call.method, call.url, json=call.json, headers=call.headers, timeout=call.timeout)
+                    client.stream(call.method, call.url, **call.send_kwargs())
                 )
                 if not response.is_success:
                     await response.aread()

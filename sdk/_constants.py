@@ -68,6 +68,8 @@ IMAGE_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 # Generation tools.
 ENV_GENERATION_URL = "OKAFLOW_GENERATION_URL"
 ENV_GENERATION_MODEL = "OKAFLOW_GENERATION_MODEL"
+# An image endpoint's read timeout covers one whole generation (50 steps at 1024 px can take minutes).
+GENERATION_READ_TIMEOUT_S = 600.0
 # Images one diffusers call generates at once (a request for more is split into several calls).
 GENERATION_MAX_BATCH = 4
 # BAGEL's documented sampling defaults (text-to-image / image editing), sent to an image endpoint.

@@ -7,6 +7,7 @@ in-process diffusers generator, an OpenAI-style image-endpoint client, and image
 from okaflow.tools.generation._chain import GeneratorChain
 from okaflow.tools.generation._classical import GENERATION_TASKS, GENERATIVE_TASKS, ClassicalGenerator
 from okaflow.tools.generation._diffusers import DiffusersGenerator
+from okaflow.tools.generation._endpoint_client import AsyncImageEndpointGenerator, ImageEndpointGenerator
 from okaflow.tools.generation._limits import UNIMEDVL_LIMITS, GenerationLimits
 from okaflow.tools.generation._protocol import GenerationRequest, GenerationResult, GenerationTool
 from okaflow.tools.generation._replay import GENERATION_CALLS, RecordingGenerator, ReplayGenerator
@@ -36,6 +37,7 @@ __all__ = [
     "MODALITY_PHRASES",
     "TASK_TYPES",
     "UNIMEDVL_LIMITS",
+    "AsyncImageEndpointGenerator",
     "BagelKnobs",
     "ClassicalGenerator",
     "Comparison",
@@ -46,6 +48,7 @@ __all__ = [
     "GenerationResult",
     "GenerationTool",
     "GeneratorChain",
+    "ImageEndpointGenerator",
     "ImageToImageRequest",
     "ModalityTranslation",
     "Montage",

@@ -69,9 +69,21 @@ def test_each_pipeline_kind_offers_exactly_the_tasks_it_can_do(generators: Gens)
         ("ddpm", TextToImage(modality="CXR", seed=1), "DDPMPipeline"),
         ("sd-upscaler", SuperResolution(sources=["MR"], seed=1), "StableDiffusionUpscalePipeline"),
         ("sd", Counterfactual(sources=["MR"], edit="without the lesion", seed=1), "StableDiffusionImg2ImgPipeline"),
-        ("sd", ModalityTranslation(sources=["MR"], source_domain="T2", target="FLAIR", seed=1), "StableDiffusionImg2ImgPipeline"),
-        ("instruct-pix2pix", VirtualStaining(sources=["MR"], target_stain="HER2", seed=1), "StableDiffusionInstructPix2PixPipeline"),
-        ("instruct-pix2pix", Reconstruction(sources=["MR"], question="Effusion?", answer="No.", seed=1), "StableDiffusionInstructPix2PixPipeline"),
+        (
+            "sd",
+            ModalityTranslation(sources=["MR"], source_domain="T2", target="FLAIR", seed=1),
+            "StableDiffusionImg2ImgPipeline",
+        ),
+        (
+            "instruct-pix2pix",
+            VirtualStaining(sources=["MR"], target_stain="HER2", seed=1),
+            "StableDiffusionInstructPix2PixPipeline",
+        ),
+        (
+            "instruct-pix2pix",
+            Reconstruction(sources=["MR"], question="Effusion?", answer="No.", seed=1),
+            "StableDiffusionInstructPix2PixPipeline",
+        ),
     ],
 )
 def test_every_task_is_routed_to_the_pipeline_that_can_do_it(
@@ -124,7 +136,7 @@ def test_unseeded_requests_get_a_recorded_seed_that_reproduces_them(
 
 
 def test_unsupported_task_pipeline_pairs_are_typed_errors(generators: Gens, images: dict[str, MedicalImage]) -> None:
-    with pytest.raises(GenerationTaskError, match="StableDiffusionPipeline.*cannot do 'super_resolution'") as info:
+    with pytest.raises(GenerationTaskError, match=r"StableDiffusionPipeline.*cannot do 'super_resolution'") as info:
         generators["sd"].generate(SuperResolution(sources=[mr_id(images)]), images)
     assert info.value.task == "super_resolution" and "text_to_image" in info.value.supported
     with pytest.raises(GenerationTaskError, match="cannot do 'text_to_image'"):
@@ -154,7 +166,9 @@ def test_parameters_a_pipeline_does_not_take_are_refused_not_dropped(
     with pytest.raises(ConfigurationError, match="unknown source images"):
         generators["sd"].generate(Counterfactual(sources=["Image/nope"], edit="x"), images)
     with pytest.raises(ConfigurationError, match="modality: Input should be"):
-        generators["sd"].generate(GenerationRequest(task="text_to_image", prompt="x", params={"modality": "XR"}), images)
+        generators["sd"].generate(
+            GenerationRequest(task="text_to_image", prompt="x", params={"modality": "XR"}), images
+        )
 
 
 def test_unimedvl_size_limits_unless_the_generator_declares_others(
@@ -195,7 +209,9 @@ def test_every_output_is_labelled_synthetic_in_pixels_and_metadata(
     assert ((band[..., 0] > 240) & (band[..., 1] > 180) & (band[..., 2] < 40)).any(), "and the yellow rule"
 
 
-def test_setup_errors_name_the_fix(tmp_path: Path, tiny_pipelines: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_setup_errors_name_the_fix(
+    tmp_path: Path, tiny_pipelines: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(ConfigurationError, match="not a diffusers pipeline folder"):
         DiffusersGenerator(tmp_path)
     with pytest.raises(ConfigurationError, match="float16 is not supported on the CPU"):
@@ -207,7 +223,9 @@ def test_setup_errors_name_the_fix(tmp_path: Path, tiny_pipelines: dict[str, Pat
         DiffusersGenerator(tiny_pipelines["sd"])
 
 
-def test_generated_images_are_pil_images_of_the_pipeline_size(generators: Gens, images: dict[str, MedicalImage]) -> None:
+def test_generated_images_are_pil_images_of_the_pipeline_size(
+    generators: Gens, images: dict[str, MedicalImage]
+) -> None:
     result = generators["sd"].generate(TextToImage(prompt="x", modality="OCT", width=64, height=48, seed=2), images)
     assert isinstance(result.images[0], Image.Image)
     assert result.params_used["size"] == [64, 48] and result.params_used["prompt"].startswith("optical coherence")
