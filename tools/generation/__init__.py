@@ -9,6 +9,13 @@ from okaflow.tools.generation._classical import GENERATION_TASKS, GENERATIVE_TAS
 from okaflow.tools.generation._diffusers import DiffusersGenerator
 from okaflow.tools.generation._endpoint_client import AsyncImageEndpointGenerator, ImageEndpointGenerator
 from okaflow.tools.generation._limits import UNIMEDVL_LIMITS, GenerationLimits
+from okaflow.tools.generation._metrics import (
+    ImageScore,
+    frechet_distance,
+    frechet_inception_distance,
+    score_against_reference,
+    score_image,
+)
 from okaflow.tools.generation._protocol import GenerationRequest, GenerationResult, GenerationTool
 from okaflow.tools.generation._replay import GENERATION_CALLS, RecordingGenerator, ReplayGenerator
 from okaflow.tools.generation._tasks import (
@@ -49,6 +56,7 @@ __all__ = [
     "GenerationTool",
     "GeneratorChain",
     "ImageEndpointGenerator",
+    "ImageScore",
     "ImageToImageRequest",
     "ModalityTranslation",
     "Montage",
@@ -61,5 +69,9 @@ __all__ = [
     "VirtualStaining",
     "Window",
     "as_request",
+    "frechet_distance",
+    "frechet_inception_distance",
     "parse_task",
+    "score_against_reference",
+    "score_image",
 ]

@@ -30,6 +30,7 @@ from PIL import Image
 from okaflow._constants import GENERATION_MAX_BATCH, SYNTHETIC_LABEL
 from okaflow._errors import ConfigurationError, GenerationTaskError, MissingExtraError
 from okaflow.tools.generation._limits import UNIMEDVL_LIMITS, GenerationLimits, resize_to
+from okaflow.tools.generation._metrics import score_against_reference
 from okaflow.tools.generation._pipelines import (
     IMAGE_TASKS,
     Item,
@@ -232,6 +233,10 @@ class DiffusersGenerator:
                 assert isinstance(typed, ImageToImageRequest)
                 out, captions, used = self._image_to_image(pipe, route, typed, images, seed)
         used = {"pipeline": type(pipe).__name__, "device": self.device, "dtype": self.dtype, **used}
+        reference = getattr(typed, "reference", None)
+        if reference is not None:  # scored before the label covers any pixel
+            used["metrics"], notes = score_against_reference(out, reference, images)
+            captions = [f"{caption}; {note}" for caption, note in zip(captions, notes, strict=True)]
         return GenerationResult(
             task=typed.task,
             images=[stamp_label(img, SYNTHETIC_LABEL) for img in out],

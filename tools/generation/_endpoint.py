@@ -56,6 +56,7 @@ from okaflow._constants import (
 from okaflow._errors import BackendOutputError, ConfigurationError, GenerationTaskError
 from okaflow.model_backend._http import HttpCall, RetryPolicy
 from okaflow.tools.generation._limits import GenerationLimits, resize_to
+from okaflow.tools.generation._metrics import score_against_reference
 from okaflow.tools.generation._pipelines import IMAGE_TASKS
 from okaflow.tools.generation._protocol import GenerationResult
 from okaflow.tools.generation._tasks import ImageToImageRequest, SuperResolution, TaskRequest, TextToImage
@@ -305,9 +306,13 @@ class ImageEndpointCommon:
         return [_decode(e) for e in encoded], "\n\n".join(texts) or None, str(data.get("model") or self.model)
 
     def result(
-        self, built: EndpointCall, replies: list[tuple[list[Image.Image], str | None, str]], started: float
+        self,
+        built: EndpointCall,
+        replies: list[tuple[list[Image.Image], str | None, str]],
+        images: Mapping[str, MedicalImage],
+        started: float,
     ) -> GenerationResult:
-        """The labelled result of every reply to ``built``'s calls."""
+        """The labelled result of every reply to ``built``'s calls (scored first when a reference is named)."""
         typed = built.typed
         pictures = [img for images, _, _ in replies for img in images]
         seeds = [seed for seed, (images, _, _) in zip(built.seeds, replies, strict=True) for _ in images]
@@ -323,6 +328,10 @@ class ImageEndpointCommon:
             for seed, img in zip(seeds, pictures, strict=True)
         ]
         used = {**built.sent, "returned_sizes": [list(img.size) for img in pictures]}
+        reference = getattr(typed, "reference", None)
+        if reference is not None:
+            used["metrics"], notes = score_against_reference([p.convert("RGB") for p in pictures], reference, images)
+            captions = [f"{caption}; {note}" for caption, note in zip(captions, notes, strict=True)]
         if built.source_sizes:
             used["source_sizes"] = built.source_sizes
         return GenerationResult(

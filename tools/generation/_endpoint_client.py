@@ -93,7 +93,7 @@ class ImageEndpointGenerator(ImageEndpointCommon):
         started = time.perf_counter()
         built = self.build(parse_task(as_request(request)), images)
         replies = [self.parse(send_with_retries(self._client, call, sleep=self._sleep)) for call in built.calls]
-        return self.result(built, replies, started)
+        return self.result(built, replies, images, started)
 
     def close(self) -> None:
         """Close the HTTP client if this generator created it."""
@@ -169,7 +169,7 @@ class AsyncImageEndpointGenerator(ImageEndpointCommon):
         responses = await asyncio.gather(
             *(asend_with_retries(self._client, call, sleep=self._sleep) for call in built.calls)
         )
-        return self.result(built, [self.parse(r) for r in responses], started)
+        return self.result(built, [self.parse(r) for r in responses], images, started)
 
     async def aclose(self) -> None:
         """Close the HTTP client if this generator created it."""

@@ -150,6 +150,7 @@ class SuperResolution(TaskRequest):
 
     task: ClassVar[str] = "super_resolution"
     scale: int | None = Field(None, ge=2, le=8)
+    reference: str | None = Field(None, max_length=200, description="A ground-truth image id: PSNR/SSIM recorded.")
 
     def composed_prompt(self) -> str | None:
         return self.prompt if self.prompt is not None else "high resolution medical image, sharp anatomical detail"
@@ -161,6 +162,7 @@ class ImageToImageRequest(TaskRequest):
 
     strength: float | None = Field(None, gt=0.0, le=1.0, description="img2img: 1.0 ignores the source entirely.")
     image_guidance: float | None = Field(None, ge=0.0, le=20.0)
+    reference: str | None = Field(None, max_length=200, description="A ground-truth image id: PSNR/SSIM recorded.")
 
 
 class VirtualStaining(ImageToImageRequest):
