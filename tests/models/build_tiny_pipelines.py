@@ -14,8 +14,11 @@ provenance, never what an image shows.
 Run with an interpreter that has okaflow[generation] (the test environment)::
 
     .venv/bin/python tests/models/build_tiny_pipelines.py OUT_DIR
+    .venv/bin/python tests/models/build_tiny_pipelines.py OUT_DIR --sd-sized sd15|small
 
-It writes one folder per pipeline under ``OUT_DIR`` and prints ``{name: path}`` as JSON.
+It writes one folder per pipeline under ``OUT_DIR`` and prints ``{name: path}`` as JSON. ``--sd-sized``
+builds one Stable Diffusion pipeline of a real size instead (``sd15``: SD 1.5's architecture at 512²,
+for the GPU test and the benchmark; ``small``: the same structure at 128² for CPUs).
 """
 
 from __future__ import annotations
@@ -196,6 +199,80 @@ def build_ddpm(out: Path) -> Path:
     return target
 
 
+# Stable Diffusion 1.5's architecture (the GPU test and benchmark: a 512² pipeline with random weights),
+# and a CPU-sized one with the same structure (128² images).
+SD_PRESETS: dict[str, dict[str, Any]] = {
+    "sd15": {
+        "unet": (320, 640, 1280, 1280),
+        "layers": 2,
+        "sample": 64,
+        "vae": (128, 256, 512, 512),
+        "text": {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12, "num_hidden_layers": 12},
+        "heads": 8,
+    },
+    "small": {
+        "unet": (64, 128, 256),
+        "layers": 1,
+        "sample": 32,
+        "vae": (32, 64, 64),
+        "text": {"hidden_size": 128, "intermediate_size": 256, "num_attention_heads": 4, "num_hidden_layers": 2},
+        "heads": 4,
+    },
+}
+
+
+def build_sd_sized(out: Path, preset: str) -> Path:
+    """A StableDiffusionPipeline of a real architecture (``SD_PRESETS``) with random seeded weights."""
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    spec = SD_PRESETS[preset]
+    tokenizer = build_tokenizer(out)
+    levels = len(spec["unet"])
+    torch.manual_seed(SEED + 10)
+    unet = UNet2DConditionModel(
+        sample_size=spec["sample"],
+        block_out_channels=spec["unet"],
+        layers_per_block=spec["layers"],
+        down_block_types=("CrossAttnDownBlock2D",) * (levels - 1) + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (levels - 1),
+        cross_attention_dim=spec["text"]["hidden_size"],
+        attention_head_dim=spec["heads"],
+    )
+    torch.manual_seed(SEED + 11)
+    vae = AutoencoderKL(
+        block_out_channels=spec["vae"],
+        down_block_types=("DownEncoderBlock2D",) * len(spec["vae"]),
+        up_block_types=("UpDecoderBlock2D",) * len(spec["vae"]),
+        latent_channels=4,
+        sample_size=spec["sample"] * 2 ** (len(spec["vae"]) - 1),
+    )
+    torch.manual_seed(SEED + 12)
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        max_position_embeddings=77,
+        **spec["text"],
+    )
+    pipe = StableDiffusionPipeline(
+        unet=unet,
+        vae=vae,
+        text_encoder=CLIPTextModel(config).eval(),
+        tokenizer=tokenizer,
+        scheduler=PNDMScheduler(skip_prk_steps=True, steps_offset=1),
+        safety_checker=None,
+        feature_extractor=None,
+        image_encoder=None,
+        requires_safety_checker=False,
+    )
+    target = out / f"sd-{preset}"
+    pipe.save_pretrained(target)
+    return target
+
+
 def main(out: Path) -> dict[str, str]:
     tokenizer = build_tokenizer(out)
     built = {
@@ -208,4 +285,7 @@ def main(out: Path) -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(Path(sys.argv[1]))))
+    if len(sys.argv) == 4 and sys.argv[2] == "--sd-sized":
+        print(json.dumps({f"sd-{sys.argv[3]}": str(build_sd_sized(Path(sys.argv[1]), sys.argv[3]))}))
+    else:
+        print(json.dumps(main(Path(sys.argv[1]))))

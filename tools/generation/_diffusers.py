@@ -172,6 +172,11 @@ class DiffusersGenerator:
         return self._name
 
     @property
+    def pipeline(self) -> Any:
+        """The loaded diffusers pipeline (for direct calls; okaflow's own calls go through :meth:`generate`)."""
+        return next(iter(self._pipes.values()))
+
+    @property
     def routes(self) -> list[str]:
         """The pipeline kinds this generator has (``text_to_image``, ``image_to_image``, ``upscaler`` …)."""
         return sorted(self._pipes)

@@ -28,6 +28,16 @@ EXAMPLES = ROOT / "examples" / "cases"
 STEPS = 2
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked ``gpu`` run where CUDA exists and are skipped, saying why, where it does not (before
+    any fixture builds a GPU-sized pipeline)."""
+    if item.get_closest_marker("gpu") is not None:
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("needs a CUDA device (torch.cuda.is_available() is False)")
+
+
 @pytest.fixture(scope="session")
 def tiny_pipelines() -> dict[str, Path]:
     """Paths of the tiny ``sd``, ``sd-upscaler``, ``instruct-pix2pix`` and ``ddpm`` pipelines."""
