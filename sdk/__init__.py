@@ -74,11 +74,13 @@ if TYPE_CHECKING:
         TransformersBackend,
         VLLMServer,
     )
+    from okaflow.tools.generation import AsyncImageEndpointGenerator, DiffusersGenerator, ImageEndpointGenerator
     from okaflow.tools.reporting import Report
     from okaflow.workflows import Workflow, get_workflow, list_workflows, register_workflow
 
 __all__ = [
     "AgentError",
+    "AsyncImageEndpointGenerator",
     "AsyncOpenAIBackend",
     "BackendAuthenticationError",
     "BackendBadRequestError",
@@ -100,6 +102,7 @@ __all__ = [
     "CaseOutcome",
     "ConfigurationError",
     "DICOMError",
+    "DiffusersGenerator",
     "Evidence",
     "EvidenceOnlyAnalyst",
     "FHIRError",
@@ -107,6 +110,7 @@ __all__ = [
     "FHIRReferenceError",
     "GenerationSizeError",
     "GenerationTaskError",
+    "ImageEndpointGenerator",
     "ImageError",
     "ImageTooLargeError",
     "InputError",
@@ -174,6 +178,9 @@ _LAZY = {
     "VLLMServer": "okaflow.model_backend",
     "TransformersBackend": "okaflow.model_backend",
     "Report": "okaflow.tools.reporting",
+    "DiffusersGenerator": "okaflow.tools.generation",
+    "ImageEndpointGenerator": "okaflow.tools.generation",
+    "AsyncImageEndpointGenerator": "okaflow.tools.generation",
     "Workflow": "okaflow.workflows",
     "get_workflow": "okaflow.workflows",
     "list_workflows": "okaflow.workflows",
