@@ -29,7 +29,7 @@ from PIL import Image
 
 from okaflow._constants import GENERATION_MAX_BATCH, SYNTHETIC_LABEL
 from okaflow._errors import ConfigurationError, GenerationTaskError, MissingExtraError
-from okaflow.tools.generation._limits import UNIMEDVL_LIMITS, GenerationLimits, resize_to
+from okaflow.tools.generation._limits import UNIMEDVL_LIMITS, GenerationLimits, fit_sources
 from okaflow.tools.generation._metrics import score_against_reference
 from okaflow.tools.generation._pipelines import (
     IMAGE_TASKS,
@@ -51,7 +51,7 @@ from okaflow.tools.generation._tasks import (
     as_request,
     parse_task,
 )
-from okaflow.tools.imaging import MedicalImage, render_frame
+from okaflow.tools.imaging import MedicalImage
 from okaflow.tools.reporting import stamp_label
 
 __all__ = ["DiffusersGenerator"]
@@ -333,14 +333,9 @@ class DiffusersGenerator:
         self, typed: TaskRequest, images: Mapping[str, MedicalImage], factor: int
     ) -> list[tuple[str, Image.Image, Image.Image]]:
         """Each source as (id, rendered 8-bit RGB, fitted onto the generation grid)."""
-        limits = self.limits or GenerationLimits(max_side=1 << 16, multiple=8)
-        out = []
-        for source in typed.sources:
-            shown = render_frame(images[source], frame="middle").convert("RGB")
-            out.append((source, shown, resize_to(shown, limits.fit_source(shown.size, factor=factor))))
-        if not out:
+        if not typed.sources:
             raise ConfigurationError(f"{typed.task} needs at least one source image")
-        return out
+        return [(f.id, f.shown, f.fitted) for f in fit_sources(typed.sources, images, self.limits, factor=factor)]
 
     def _super_resolution(
         self, pipe: Any, typed: SuperResolution, images: Mapping[str, MedicalImage], seed: int

@@ -55,12 +55,12 @@ from okaflow._constants import (
 )
 from okaflow._errors import BackendOutputError, ConfigurationError, GenerationTaskError
 from okaflow.model_backend._http import HttpCall, RetryPolicy
-from okaflow.tools.generation._limits import GenerationLimits, resize_to
+from okaflow.tools.generation._limits import GenerationLimits, fit_sources
 from okaflow.tools.generation._metrics import score_against_reference
 from okaflow.tools.generation._pipelines import IMAGE_TASKS
 from okaflow.tools.generation._protocol import GenerationResult
 from okaflow.tools.generation._tasks import ImageToImageRequest, SuperResolution, TaskRequest, TextToImage
-from okaflow.tools.imaging import MedicalImage, render_frame
+from okaflow.tools.imaging import MedicalImage
 from okaflow.tools.reporting import png_bytes, stamp_label
 
 __all__ = ["EndpointCall", "ImageEndpointCommon"]
@@ -220,9 +220,9 @@ class ImageEndpointCommon:
         factor = 1
         if isinstance(typed, SuperResolution):
             factor = typed.scale or _DEFAULT_SR_SCALE
-        shown = render_frame(images[typed.sources[0]], frame="middle").convert("RGB")
-        fitted = resize_to(shown, limits.fit_source(shown.size, factor=factor))
-        return png_bytes(fitted), (fitted.width * factor, fitted.height * factor), [list(shown.size)]
+        (source,) = fit_sources(typed.sources, images, self.limits, factor=factor)
+        fitted = source.fitted
+        return png_bytes(fitted), (fitted.width * factor, fitted.height * factor), [list(source.shown.size)]
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}

@@ -9,14 +9,16 @@ images come in any size, and the sizes before and after are recorded in the resu
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from PIL import Image
 
 from okaflow._constants import GENERATION_MAX_SIDE, GENERATION_MULTIPLE
 from okaflow._errors import GenerationSizeError
+from okaflow.tools.imaging import MedicalImage, render_frame
 
-__all__ = ["UNIMEDVL_LIMITS", "GenerationLimits"]
+__all__ = ["UNIMEDVL_LIMITS", "FittedSource", "GenerationLimits", "fit_sources", "resize_to"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,31 @@ class GenerationLimits:
                 multiple=self.multiple,
             )
         return fitted
+
+
+@dataclass(frozen=True)
+class FittedSource:
+    """A source image as a generator uses it: its id, its 8-bit RGB rendering, and that fitted onto the grid."""
+
+    id: str
+    shown: Image.Image
+    fitted: Image.Image
+
+
+def fit_sources(
+    sources: list[str], images: Mapping[str, MedicalImage], limits: GenerationLimits | None, *, factor: int = 1
+) -> list[FittedSource]:
+    """Each source's middle frame rendered to 8-bit RGB and fitted onto ``limits``' grid.
+
+    With ``limits`` ``None`` (the generator declared none) the rendering is only rounded to multiples of 8,
+    the latent grid of most diffusion VAEs.
+    """
+    grid = limits or GenerationLimits(max_side=1 << 16, multiple=8)
+    out = []
+    for source in sources:
+        shown = render_frame(images[source], frame="middle").convert("RGB")
+        out.append(FittedSource(source, shown, resize_to(shown, grid.fit_source(shown.size, factor=factor))))
+    return out
 
 
 def _round_to(value: float, step: int) -> int:
