@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import email
 import io
 import json
@@ -332,3 +333,43 @@ def test_configuration_comes_from_arguments_or_the_environment(monkeypatch: pyte
             False,
             True,
         )
+
+
+def _counterfactual_visuals(case: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "task": "counterfactual",
+            "image_ids": [case.current_images[0].id],
+            "params": {"edit": "this MRI without the lesion"},
+            "reason": "what the slice would look like without the finding",
+        }
+    ]
+
+
+def test_the_agent_reports_a_counterfactual_with_its_explanation_and_replays_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import okaflow
+    from okaflow.tools.generation import ClassicalGenerator, GeneratorChain
+    from okaflow.workflows import RADIOLOGY_REPORT, _workflow
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        assert body["messages"][0]["content"][0]["text"] == "<|im_start|>this MRI without the lesion<|im_end|>"
+        content = [
+            {"type": "text", "text": "Removed the hyperintense focus."},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64," + png_b64()}},
+        ]
+        return httpx.Response(200, json={"model": "unimedvl-14b", "choices": [{"message": {"content": content}}]})
+
+    workflow = dataclasses.replace(RADIOLOGY_REPORT, name="mr-counterfactual", visuals=_counterfactual_visuals)
+    # Registered for this test only: a replay finds the run's workflow by its recorded name.
+    monkeypatch.setitem(_workflow._REGISTRY, workflow.name, workflow)
+    chain = GeneratorChain(generator(handler, api="chat"), ClassicalGenerator())
+    case = Path(__file__).resolve().parents[3] / "examples" / "cases" / "brain-mri"
+    result = okaflow.run(case, workflow=workflow, generator=chain, out=tmp_path / "run")
+    (made,) = result.state["generated"]
+    assert made["provenance"]["backend"] == "image-endpoint" and made["provenance"]["model_id"] == "unimedvl-14b"
+    assert made["caption"].endswith("The model's explanation: Removed the hyperintense focus.")
+    replayed = okaflow.replay(result.run_dir, out=tmp_path / "replay")  # no server: answered from the record
+    assert replayed.identical, replayed.differing
