@@ -107,3 +107,8 @@ def test_the_cli_picks_the_diffusers_generator(tiny_pipelines: dict[str, Path], 
     calls = [json.loads(line) for line in (tmp_path / "run" / "generation_calls.jsonl").read_text().splitlines()]
     assert [c["result"]["backend"] for c in calls] == ["diffusers"]
     assert calls[0]["result"]["params_used"]["device"] == "cpu"
+    base = ["run", str(case), "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "e"), "--generator", "endpoint", "--generation-steps", "2"]) == 2
+    assert main([*base, "--out", str(tmp_path / "p"), "--generator", "paint"]) == 2
+    assert main([*base, "--out", str(tmp_path / "none"), "--generator", "none"]) == 0
+    assert not (tmp_path / "none" / "generation_calls.jsonl").exists()
