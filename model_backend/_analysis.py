@@ -199,6 +199,7 @@ _VISUAL_PARAMS: dict[str, Any] = {
         "window": {"type": "string", "maxLength": 32},
         "windows": {"type": "array", "items": {"type": "string", "maxLength": 32}, "maxItems": 4},
         "max_frames": {"type": "integer", "minimum": 1, "maximum": 64},
+        "method": {"type": "string", "enum": ["bicubic", "lanczos"]},
         "prompt": _TEXT,
         "modality": {"type": "string", "enum": ["CFP", "CT", "CXR", "ENDOSCOPY", "HIS", "MRI", "OCT", "US"]},
         "target_stain": {"type": "string", "maxLength": 64},

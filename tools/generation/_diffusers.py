@@ -221,6 +221,10 @@ class DiffusersGenerator:
             )
         if typed.bagel is not None:
             raise ConfigurationError("BAGEL knobs apply to an image endpoint, not to a diffusers pipeline")
+        if isinstance(typed, SuperResolution) and typed.method is not None:
+            raise ConfigurationError(
+                f"method={typed.method!r} is classical interpolation", hint="use the classical generator for it"
+            )
         missing = [s for s in typed.sources if s not in images]
         if missing:
             raise ConfigurationError(

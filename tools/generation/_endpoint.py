@@ -169,6 +169,10 @@ class ImageEndpointCommon:
         if edit and len(typed.sources) != 1:
             raise ConfigurationError(f"{typed.task} through an image endpoint takes exactly one source image")
         knobs = self._knobs(typed, edit)
+        if isinstance(typed, SuperResolution) and typed.method is not None:
+            raise ConfigurationError(
+                f"method={typed.method!r} is classical interpolation", hint="use the classical generator for it"
+            )
         source, size, source_sizes = self._source_and_size(typed, images)
         seed = typed.seed if typed.seed is not None else secrets.randbelow(2**31)
         seeds = [seed + i for i in range(typed.num_images or 1)]

@@ -150,6 +150,7 @@ class SuperResolution(TaskRequest):
 
     task: ClassVar[str] = "super_resolution"
     scale: int | None = Field(None, ge=2, le=8)
+    method: Literal["lanczos", "bicubic"] | None = Field(None, description="Classical interpolation only.")
     reference: str | None = Field(None, max_length=200, description="A ground-truth image id: PSNR/SSIM recorded.")
 
     def composed_prompt(self) -> str | None:

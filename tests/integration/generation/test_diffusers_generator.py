@@ -159,6 +159,8 @@ def test_parameters_a_pipeline_does_not_take_are_refused_not_dropped(
         generators["instruct-pix2pix"].generate(Counterfactual(sources=mr, edit="x", strength=0.5), images)
     with pytest.raises(ConfigurationError, match="takes no 'image_guidance_scale'"):
         generators["sd"].generate(Counterfactual(sources=mr, edit="x", image_guidance=1.5), images)
+    with pytest.raises(ConfigurationError, match="method='bicubic' is classical interpolation"):
+        generators["sd-upscaler"].generate(SuperResolution(sources=mr, method="bicubic"), images)
     with pytest.raises(ConfigurationError, match="upscales 4×, not 2×"):
         generators["sd-upscaler"].generate(SuperResolution(sources=mr, scale=2), images)
     with pytest.raises(ConfigurationError, match="BAGEL knobs"):
