@@ -231,3 +231,17 @@ def test_generated_images_are_pil_images_of_the_pipeline_size(
     result = generators["sd"].generate(TextToImage(prompt="x", modality="OCT", width=64, height=48, seed=2), images)
     assert isinstance(result.images[0], Image.Image)
     assert result.params_used["size"] == [64, 48] and result.params_used["prompt"].startswith("optical coherence")
+
+
+def test_attention_slicing_saves_memory_without_changing_the_image(
+    generators: Gens, tiny_pipelines: dict[str, Path], images: dict[str, MedicalImage]
+) -> None:
+    sliced = DiffusersGenerator(tiny_pipelines["sd"], steps=STEPS, attention_slicing=True)
+    kinds = {type(p).__name__ for p in sliced.pipeline.unet.attn_processors.values()}
+    assert kinds == {"SlicedAttnProcessor"}
+    assert "SlicedAttnProcessor" not in {
+        type(p).__name__ for p in generators["sd"].pipeline.unet.attn_processors.values()
+    }
+    ask = TextToImage(prompt="axial slice", modality="CT", seed=4)
+    a, b = (np.asarray(g.generate(ask, images).images[0], dtype=np.int16) for g in (sliced, generators["sd"]))
+    assert np.abs(a - b).max() <= 1
