@@ -299,8 +299,11 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
         images = {i.id: i for i in ctx.case.images}
         produced, rows, warnings = [], [], []
         for req in state.get("visual_requests", []):
+            params = dict(req.get("params", {}))
+            # A prompt is the envelope's own field; the model's schema carries it among the params.
+            prompt = params.pop("prompt", None)
             request = GenerationRequest(
-                task=req["task"], sources=req["image_ids"], params=req.get("params", {}), seed=config.seed
+                task=req["task"], sources=req["image_ids"], params=params, prompt=prompt, seed=config.seed
             )
             if not config.generator.supports(request.task):
                 warnings.append(f"generator {config.generator.name!r} cannot do {request.task!r}; skipped")
@@ -320,7 +323,10 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
                 is_model=result.ai_generated,
                 created=ctx.started_at,
             )
-            for pic, caption in zip(result.images, result.captions, strict=True):
+            metrics = result.params_used.get("metrics") or [None] * len(result.images)
+            for pic, caption, score in zip(result.images, result.captions, metrics, strict=True):
+                if result.text:
+                    caption = f"{caption}. The model's explanation: {result.text}"
                 ref = ctx.artifacts.put_image(pic)
                 evidence_id = f"Generated/{ref.sha256[:16]}"
                 produced.append(
@@ -341,7 +347,12 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
                         id=evidence_id,
                         kind="generated_image",
                         summary=f"{result.label}: {caption}",
-                        data={"task": result.task, "derived_from": result.derived_from, "sha256": ref.sha256},
+                        data={
+                            "task": result.task,
+                            "derived_from": result.derived_from,
+                            "sha256": ref.sha256,
+                            **({"metrics": score} if score else {}),
+                        },
                     ).model_dump(mode="json")
                 )
         _emit("generate", f"{len(produced)} images")

@@ -189,7 +189,9 @@ def _enum(values: Iterable[str]) -> dict[str, Any]:
     return {"type": "string", "enum": sorted(set(values))}
 
 
-# The generation knobs a visual request may set (the classical generator reads these).
+# The generation knobs a visual request may set: the classical generator reads the first four, generative
+# ones the rest (see okaflow.tools.generation's typed requests); every string is bounded.
+_TEXT = {"type": "string", "maxLength": 300}
 _VISUAL_PARAMS: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -197,6 +199,17 @@ _VISUAL_PARAMS: dict[str, Any] = {
         "window": {"type": "string", "maxLength": 32},
         "windows": {"type": "array", "items": {"type": "string", "maxLength": 32}, "maxItems": 4},
         "max_frames": {"type": "integer", "minimum": 1, "maximum": 64},
+        "method": {"type": "string", "enum": ["bicubic", "lanczos"]},
+        "prompt": _TEXT,
+        "modality": {"type": "string", "enum": ["CFP", "CT", "CXR", "ENDOSCOPY", "HIS", "MRI", "OCT", "US"]},
+        "target_stain": {"type": "string", "maxLength": 64},
+        "expression_level": {"type": "string", "maxLength": 64},
+        "target": {"type": "string", "maxLength": 64},
+        "source_domain": {"type": "string", "maxLength": 64},
+        "edit": _TEXT,
+        "question": _TEXT,
+        "answer": _TEXT,
+        "reference": {"type": "string", "maxLength": 200},
     },
     "additionalProperties": False,
 }

@@ -234,8 +234,10 @@ class ErrorMapper(Protocol):
 class HttpCall:
     """One logical request, sent as many times as the policy allows.
 
-    ``json`` or ``content`` is the body; ``errors`` maps failures to typed errors (default: the
-    model-backend classes, naming ``backend`` and ``base_url``).
+    The body is ``json``, raw ``content`` bytes, or a multipart form of ``data`` fields and ``files``
+    (``(field, (filename, bytes, media type))``; bytes, not streams, so every attempt sends the same body);
+    ``errors`` maps failures to typed errors (default: the model-backend classes, naming ``backend`` and
+    ``base_url``).
     """
 
     method: str
@@ -247,7 +249,20 @@ class HttpCall:
     base_url: str
     backend: str
     content: bytes | None = None
+    data: dict[str, str] | None = None
+    files: list[tuple[str, tuple[str, bytes, str]]] | None = None
     errors: ErrorMapper | None = None
+
+    def send_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``client.request`` / ``client.stream`` for this call."""
+        body: dict[str, Any] = {}
+        if self.content is not None:
+            body["content"] = self.content
+        elif self.files is not None or self.data is not None:
+            body.update({k: v for k, v in (("data", self.data), ("files", self.files)) if v is not None})
+        else:
+            body["json"] = self.json
+        return {"headers": self.headers, "timeout": self.timeout, **body}
 
     def status_error(self, response: httpx.Response, *, attempts: int) -> OkaflowError:
         if self.errors is not None:
@@ -330,9 +345,7 @@ def send_with_retries(
     """Send ``call`` with ``client``, retrying per its policy; a 2xx response or a typed error."""
 
     def attempt() -> httpx.Response:
-        return client.request(
-            call.method, call.url, json=call.json, content=call.content, headers=call.headers, timeout=call.timeout
-        )
+        return client.request(call.method, call.url, **call.send_kwargs())
 
     return retry_loop(call, attempt, sleep=sleep, rng=rng)
 
@@ -347,9 +360,7 @@ async def asend_with_retries(
     """The async twin of :func:`send_with_retries`."""
 
     async def attempt() -> httpx.Response:
-        return await client.request(
-            call.method, call.url, json=call.json, content=call.content, headers=call.headers, timeout=call.timeout
-        )
+        return await client.request(call.method, call.url, **call.send_kwargs())
 
     return await aretry_loop(call, attempt, sleep=sleep, rng=rng)
 
@@ -374,16 +385,7 @@ def stream_with_retries(
 
         def attempt() -> httpx.Response:
             with contextlib.ExitStack() as this_try:
-                response = this_try.enter_context(
-                    client.stream(
-                        call.method,
-                        call.url,
-                        json=call.json,
-                        content=call.content,
-                        headers=call.headers,
-                        timeout=call.timeout,
-                    )
-                )
+                response = this_try.enter_context(client.stream(call.method, call.url, **call.send_kwargs()))
                 if not response.is_success:
                     response.read()  # the status error quotes the body
                     return response
@@ -412,14 +414,7 @@ async def astream_with_retries(
         async def attempt() -> httpx.Response:
             async with contextlib.AsyncExitStack() as this_try:
                 response = await this_try.enter_async_context(
-                    client.stream(
-                        call.method,
-                        call.url,
-                        json=call.json,
-                        content=call.content,
-                        headers=call.headers,
-                        timeout=call.timeout,
-                    )
+                    client.stream(call.method, call.url, **call.send_kwargs())
                 )
                 if not response.is_success:
                     await response.aread()

@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="run directory (default: runs/<case>-<time>-<id>)")
     r.add_argument("--workflow", help="workflow name or module:attr (default: the case's, else radiology-report)")
     _add_backend_flags(r, "evidence-only")
+    _add_generator_flags(r)
     r.add_argument("--task", help="the clinical question/task (overrides case.json)")
     r.add_argument("--force", action="store_true", help="replace --out if it already holds a run")
     r.add_argument("--publish-dir", help="after approval, copy the report to this folder")
@@ -93,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, help="batch folder: one run per case + summary.csv/json + index.html")
     b.add_argument("--concurrency", type=int, default=4, help="cases in flight at once (default 4)")
     _add_backend_flags(b, "evidence-only")
+    _add_generator_flags(b)
     b.add_argument("--workflow", help="workflow for every case (default: each case's own)")
     b.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS)
     b.add_argument("--seed", type=int, default=0)
@@ -102,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     rs = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint, in place")
     rs.add_argument("run_dir")
     _add_backend_flags(rs, None)
+    _add_generator_flags(rs)
     rs.add_argument("--case", help="where the run's case now lives (default: the recorded path)")
     rs.add_argument("--lenient", action="store_true", help="load the case leniently, as the original run did")
     rs.add_argument("--publish-dir", help="the publish folder the run was started with, if any")
@@ -122,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     rr.add_argument("--out", help="the new run directory (default: RUN-from-STEP beside it)")
     rr.add_argument("--force", action="store_true", help="replace --out if it already holds a run")
     _add_backend_flags(rr, None)
+    _add_generator_flags(rr)
     rr.add_argument("--max-steps", type=int, help="override the run's step cap")
     rr.add_argument("--seed", type=int, help="override the run's seed")
     rr.add_argument("--case", help="where the run's case now lives (default: the recorded path)")
@@ -283,7 +287,11 @@ def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
         backend = _backend(args, stack)
         if backend is None:
             return _usage_for_backend(args, err)
-        result = _run_case(Case.load(args.case, strict=not args.lenient), backend, args, out, show)
+        generator, problem = _generator(args, stack)
+        if problem:
+            err.print(problem)
+            return EXIT_CODES["usage"]
+        result = _run_case(Case.load(args.case, strict=not args.lenient), backend, generator, args, out, show)
     return _report_result(result, args.json, out)
 
 
@@ -346,8 +354,14 @@ def _add_backend_flags(p: argparse.ArgumentParser, default: str | None) -> None:
         "--model",
         help="openai: served model name, e.g. unimedvl ($OKAFLOW_MODEL); transformers: the local model folder",
     )
-    p.add_argument("--device", default="cpu", help="transformers backend: cpu, cuda, cuda:1, mps (default cpu)")
-    p.add_argument("--dtype", default="float32", help="transformers backend: float32, bfloat16, float16")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="transformers backend and diffusers generator: cpu, cuda, cuda:1, mps (default cpu)",
+    )
+    p.add_argument(
+        "--dtype", default="float32", help="transformers backend and diffusers generator: float32, bfloat16, float16"
+    )
     p.add_argument(
         "--max-images-per-request",
         type=int,
@@ -361,6 +375,88 @@ def _add_backend_flags(p: argparse.ArgumentParser, default: str | None) -> None:
     )
 
 
+def _add_generator_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--generator",
+        help="generation tool for visual outputs: classical (the default for new runs: no model), diffusers (a "
+        "local pipeline folder, in process), endpoint (an OpenAI-style image endpoint such as vllm-omni), none, "
+        "or module:factory; diffusers and endpoint leave windows, montages and comparisons to the classical one",
+    )
+    p.add_argument(
+        "--generation-model",
+        metavar="DIR|NAME",
+        help="diffusers: the pipeline folder; endpoint: the served model name ($OKAFLOW_GENERATION_MODEL)",
+    )
+    p.add_argument(
+        "--generation-url", help="endpoint generator: base URL, e.g. http://gpu-host:8000/v1 ($OKAFLOW_GENERATION_URL)"
+    )
+    p.add_argument(
+        "--generation-api",
+        choices=("images", "chat"),
+        default="images",
+        help="endpoint generator: /v1/images/generations + /edits (default) or chat completions",
+    )
+    p.add_argument(
+        "--generation-steps", type=int, metavar="N", help="diffusers: denoising steps when a request sets none"
+    )
+
+
+def _generator(args: argparse.Namespace, stack: contextlib.ExitStack[Any] | None) -> tuple[Any, str | None]:
+    """The ``generator=`` option the flags ask for, or a usage problem.
+
+    ``"default"`` is the classical generator; ``...`` means no ``--generator`` was given (new runs then use
+    the classical one; resume and rerun rebuild the recorded one).
+    """
+    kind = args.generator
+    model_flags = args.generation_model or args.generation_url or args.generation_steps
+    if kind is None or kind == "classical":
+        if model_flags:
+            return (
+                None,
+                "--generation-model, --generation-url and --generation-steps need --generator diffusers|endpoint",
+            )
+        return ("default" if kind else ...), None
+    if kind == "none":
+        return None, None
+    from okaflow.tools.generation import ClassicalGenerator, GeneratorChain
+
+    if kind == "diffusers":
+        from okaflow.tools.generation import DiffusersGenerator
+
+        if not args.generation_model:
+            return None, "--generator diffusers needs --generation-model DIR (a local pipeline folder)"
+        model = DiffusersGenerator(
+            args.generation_model, device=args.device, dtype=args.dtype, steps=args.generation_steps
+        )
+        return GeneratorChain(model, ClassicalGenerator()), None
+    if kind == "endpoint":
+        from okaflow.tools.generation import ImageEndpointGenerator
+
+        if args.generation_steps:
+            return None, "--generation-steps applies to --generator diffusers (send steps per request to an endpoint)"
+        endpoint = ImageEndpointGenerator(
+            base_url=args.generation_url, model=args.generation_model, api=args.generation_api
+        )
+        if stack is not None:
+            stack.enter_context(endpoint)
+        return GeneratorChain(endpoint, ClassicalGenerator()), None
+    if ":" in kind:
+        import importlib
+
+        module_name, _, attr = kind.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigurationError(f"cannot load generator {kind!r}: {exc}") from None
+        return (factory() if callable(factory) and not hasattr(factory, "generate") else factory), None
+    return None, f"unknown --generator {kind!r}: use classical, diffusers, endpoint, none or module:factory"
+
+
+def _generator_option(generator: Any) -> dict[str, Any]:
+    """``generator=`` for resume/rerun, only when the flags named one (otherwise the recorded one is rebuilt)."""
+    return {} if generator is ... else {"generator": generator}
+
+
 def _resume(args: argparse.Namespace, out: Console, err: Console) -> int:
     from okaflow._resume import resume
 
@@ -368,10 +464,15 @@ def _resume(args: argparse.Namespace, out: Console, err: Console) -> int:
         backend = _backend(args, stack)
         if backend is None and (args.backend is not None or args.model_url or args.model):
             return _usage_for_backend(args, err)
+        generator, problem = _generator(args, stack)
+        if problem:
+            err.print(problem)
+            return EXIT_CODES["usage"]
         show = not (args.quiet or args.json)
         result = resume(
             args.run_dir,
             backend=backend,
+            **_generator_option(generator),
             case=args.case,
             strict=not args.lenient,
             sinks=_sinks(args.publish_dir),
@@ -393,6 +494,10 @@ def _batch(args: argparse.Namespace, out: Console, err: Console) -> int:
     backend = _backend(args, None)  # an async client: closed below, inside its event loop
     if backend is None:
         return _usage_for_backend(args, err)
+    generator, problem = _generator(args, None)
+    if problem:
+        err.print(problem)
+        return EXIT_CODES["usage"]
     show = not (args.quiet or args.json)
     progress = Progress(
         TextColumn("[bold]batch"),
@@ -421,6 +526,7 @@ def _batch(args: argparse.Namespace, out: Console, err: Console) -> int:
                     workflow=args.workflow,
                     max_steps=args.max_steps,
                     seed=args.seed,
+                    generator="default" if generator is ... else generator,
                 )
         finally:
             close = getattr(backend, "aclose", None)
@@ -453,9 +559,14 @@ def _rerun(args: argparse.Namespace, out: Console, err: Console) -> int:
         backend = _backend(args, stack)
         if backend is None and (args.backend is not None or args.model_url or args.model):
             return _usage_for_backend(args, err)
+        generator, problem = _generator(args, stack)
+        if problem:
+            err.print(problem)
+            return EXIT_CODES["usage"]
         show = not (args.quiet or args.json)
         result = rerun(
             args.run_dir,
+            **_generator_option(generator),
             from_step=args.from_step,
             out=args.out,
             force=args.force,
@@ -561,7 +672,7 @@ def _model(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_CODES["backend"]
 
 
-def _run_case(case: Any, backend: Any, args: argparse.Namespace, out: Console, show: bool) -> Any:
+def _run_case(case: Any, backend: Any, generator: Any, args: argparse.Namespace, out: Console, show: bool) -> Any:
     from okaflow._run import run
 
     return run(
@@ -576,6 +687,7 @@ def _run_case(case: Any, backend: Any, args: argparse.Namespace, out: Console, s
         require_approval=not args.yes,
         max_steps=args.max_steps,
         seed=args.seed,
+        generator="default" if generator is ... else generator,
     )
 
 

@@ -82,3 +82,15 @@ SMART_ASSERTION_LIFETIME_S = 300
 SMART_REFRESH_MARGIN_S = 60.0
 # pull_case: the most DICOM instances copied into one case (a CT series can hold thousands).
 PULL_MAX_INSTANCES = 2000
+# Generation tools.
+ENV_GENERATION_URL = "OKAFLOW_GENERATION_URL"
+ENV_GENERATION_MODEL = "OKAFLOW_GENERATION_MODEL"
+# An image endpoint's read timeout covers one whole generation (50 steps at 1024 px can take minutes).
+GENERATION_READ_TIMEOUT_S = 600.0
+# Images one diffusers call generates at once (a request for more is split into several calls).
+GENERATION_MAX_BATCH = 4
+# BAGEL's documented sampling defaults (text-to-image / image editing), sent to an image endpoint.
+BAGEL_STEPS = 50
+BAGEL_TIMESTEP_SHIFT = 3.0
+BAGEL_CFG_TEXT_SCALE = 4.0
+BAGEL_CFG_IMG_SCALE = 2.0

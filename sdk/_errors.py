@@ -4,7 +4,10 @@
 
     OkaflowError
     ├── ConfigurationError          a setting is missing or contradictory
-    │   └── MissingExtraError       an optional dependency group is not installed
+    │   ├── MissingExtraError       an optional dependency group is not installed
+    │   ├── MissingWeightsError     a feature needs model weights that are not on this machine (FID)
+    │   ├── GenerationTaskError     the generator (or its pipeline) cannot do the requested task
+    │   └── GenerationSizeError     a requested or implied image size breaks the generator's limits
     ├── InputError                  a case input cannot be used (names the file and where in it)
     │   ├── CaseError               a case folder / case.json is malformed or incomplete
     │   ├── FHIRError               a FHIR bundle cannot be used
@@ -93,11 +96,14 @@ __all__ = [
     "FHIRError",
     "FHIRParseError",
     "FHIRReferenceError",
+    "GenerationSizeError",
+    "GenerationTaskError",
     "ImageError",
     "ImageTooLargeError",
     "InputError",
     "MissingExtraError",
     "MissingPixelDataError",
+    "MissingWeightsError",
     "OkaflowError",
     "PatientNotFoundError",
     "ReplayError",
@@ -136,6 +142,42 @@ class MissingExtraError(ConfigurationError):
         )
         self.extra = extra
         self.missing = missing
+
+
+class MissingWeightsError(ConfigurationError):
+    """A feature needs model weights that okaflow cannot download; the message says which and where to pass them."""
+
+
+class GenerationTaskError(ConfigurationError):
+    """The generator cannot do the requested task (e.g. super-resolution with a text-to-image pipeline).
+
+    Attributes:
+        task: The requested task. backend: The generator's name. supported: The tasks it can do.
+    """
+
+    def __init__(self, message: str, *, task: str, backend: str, supported: list[str], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint or f"{backend} can do: {', '.join(supported) or 'nothing'}")
+        self.task = task
+        self.backend = backend
+        self.supported = supported
+
+
+class GenerationSizeError(ConfigurationError):
+    """An image size breaks the generator's limits (UniMedVL: at most 1024 px a side, multiples of 16).
+
+    Attributes:
+        size: The offending ``(width, height)``. max_side: multiple: The limits it breaks.
+    """
+
+    def __init__(self, message: str, *, size: tuple[int, int], max_side: int, multiple: int) -> None:
+        super().__init__(
+            message,
+            hint=f"ask for at most {max_side} px a side in multiples of {multiple}, or build the generator "
+            "with the limits its model really has (limits=GenerationLimits(...))",
+        )
+        self.size = size
+        self.max_side = max_side
+        self.multiple = multiple
 
 
 class InputError(OkaflowError):

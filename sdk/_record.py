@@ -164,7 +164,8 @@ def generator_for(manifest: dict[str, Any]) -> Any:
         return "default"
     raise ConfigurationError(
         f"okaflow cannot rebuild the recorded generator {recorded['name']!r}",
-        hint="pass generator= with the same generation tool",
+        hint="pass generator= with the same generation tool (CLI: --generator diffusers --generation-model DIR, "
+        "or --generator endpoint --generation-url URL --generation-model NAME)",
     )
 
 

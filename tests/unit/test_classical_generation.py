@@ -46,3 +46,20 @@ def test_bad_requests_are_clear_errors(images: dict[str, object]) -> None:
         gen.generate(GenerationRequest(task="super_resolution", sources=list(images)[:1], params={"scale": 7}), images)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="exactly two"):
         gen.generate(GenerationRequest(task="comparison", sources=list(images)[:1]), images)  # type: ignore[arg-type]
+
+
+def test_bicubic_baseline_scored_against_a_reference(images: dict[str, object]) -> None:
+    from okaflow.tools.generation import SuperResolution
+
+    ct_id = next(iter(images))
+    gen = ClassicalGenerator()
+    res = gen.generate(SuperResolution(sources=[ct_id], scale=2, method="bicubic", reference=ct_id), images)  # type: ignore[arg-type]
+    assert res.params_used["method"] == "bicubic" and "Bicubic interpolation" in res.captions[0]
+    (score,) = res.params_used["metrics"]
+    # The source upscaled 2× against itself resized back up: close, not identical.
+    assert score["reference"] == ct_id and score["reference_resized_from"] == [128, 128]
+    assert score["psnr_db"] > 30 and 0.9 < score["ssim"] <= 1.0 and score["data_range"] == 255.0
+    lanczos = gen.generate(SuperResolution(sources=[ct_id], scale=2, reference=ct_id), images)  # type: ignore[arg-type]
+    assert lanczos.params_used["method"] == "lanczos" and lanczos.params_used["metrics"][0] != score
+    with pytest.raises(ConfigurationError, match="method 'nearest'"):
+        gen.generate(GenerationRequest(task="super_resolution", sources=[ct_id], params={"method": "nearest"}), images)  # type: ignore[arg-type]

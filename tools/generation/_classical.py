@@ -1,7 +1,8 @@
 """The classical generation default: honest image operations that need no model.
 
 * ``window`` — renderings of a source image under named display windows (CT presets);
-* ``super_resolution`` — Lanczos upscaling (interpolation, not new detail — the label says DERIVED);
+* ``super_resolution`` — Lanczos (or bicubic) upscaling (interpolation, not new detail — the label says
+  DERIVED); with ``reference`` (a ground-truth image id) the baseline's PSNR/SSIM is recorded;
 * ``comparison`` — a side-by-side of a prior and a current image under the same window;
 * ``montage`` — evenly spaced frames of a multi-frame image (cine, multi-slice) on one sheet.
 
@@ -19,7 +20,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from okaflow._constants import DERIVED_LABEL, GENERATION_MAX_SIDE
 from okaflow._errors import ConfigurationError
+from okaflow.tools.generation._metrics import score_against_reference
 from okaflow.tools.generation._protocol import GenerationRequest, GenerationResult
+from okaflow.tools.generation._tasks import TaskRequest, as_request
 from okaflow.tools.imaging import (
     CT_WINDOW_PRESETS,
     MedicalImage,
@@ -49,8 +52,11 @@ class ClassicalGenerator:
     def supports(self, task: str) -> bool:
         return task in _CLASSICAL_TASKS or task in GENERATIVE_TASKS
 
-    def generate(self, request: GenerationRequest, images: Mapping[str, MedicalImage]) -> GenerationResult:
+    def generate(
+        self, request: GenerationRequest | TaskRequest, images: Mapping[str, MedicalImage]
+    ) -> GenerationResult:
         started = time.perf_counter()
+        request = as_request(request)
         missing = [s for s in request.sources if s not in images]
         if missing:
             raise ConfigurationError(
@@ -71,6 +77,10 @@ class ClassicalGenerator:
             out, captions, used = _windows(sources, request.params)
         elif request.task == "super_resolution":
             out, captions, used = _super_resolution(sources, request.params)
+            reference = request.params.get("reference")
+            if reference is not None:  # the baseline's score, before the label covers any pixel
+                used["metrics"], notes = score_against_reference(out, str(reference), images)
+                captions = [f"{caption}; {note}" for caption, note in zip(captions, notes, strict=True)]
         elif request.task == "comparison":
             out, captions, used = _comparison(sources, request.params)
         elif request.task == "montage":
@@ -125,12 +135,18 @@ def _windows(
     return out, captions, {"windows": names}
 
 
+_RESAMPLING = {"lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICUBIC}
+
+
 def _super_resolution(
     sources: list[MedicalImage], params: dict[str, Any]
 ) -> tuple[list[Image.Image], list[str], dict[str, Any]]:
     scale = int(params.get("scale", 2))
     if scale not in (2, 3, 4):
         raise ConfigurationError(f"super-resolution scale {scale} is not supported", hint="use 2, 3 or 4")
+    method = params.get("method", "lanczos")
+    if method not in _RESAMPLING:
+        raise ConfigurationError(f"super-resolution method {method!r} is not supported", hint="use lanczos or bicubic")
     out, captions, effective_scales = [], [], []
     for img in sources:
         base = render_frame(img, frame="middle")
@@ -138,12 +154,12 @@ def _super_resolution(
         effective = max(1, min(scale, GENERATION_MAX_SIDE // max(base.size)))
         effective_scales.append(effective)
         size = (base.width * effective, base.height * effective)
-        out.append(base.resize(size, Image.Resampling.LANCZOS))
+        out.append(base.resize(size, _RESAMPLING[method]))
         captions.append(
-            f"{img.id} upscaled {effective}× by Lanczos interpolation "
+            f"{img.id} upscaled {effective}× by {method.capitalize()} interpolation "
             f"({base.width}×{base.height} → {size[0]}×{size[1]} px)"
         )
-    return out, captions, {"scale": scale, "method": "lanczos", "effective_scales": effective_scales}
+    return out, captions, {"scale": scale, "method": method, "effective_scales": effective_scales}
 
 
 def _comparison(

@@ -35,7 +35,8 @@ class GenerationResult:
     """What a generation call produced. ``images`` are already labelled in their pixels.
 
     ``unavailable`` is set (and ``images`` empty) when the backend has no honest way to do the task,
-    e.g. virtual staining without a generative model.
+    e.g. virtual staining without a generative model. ``text`` is what the model said with its images
+    (a counterfactual's explanation), when the backend gives text at all.
     """
 
     task: str
@@ -50,6 +51,7 @@ class GenerationResult:
     seed: int | None = None
     elapsed_s: float = 0.0
     unavailable: str | None = None
+    text: str | None = None
 
 
 @runtime_checkable

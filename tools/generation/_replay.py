@@ -21,6 +21,7 @@ from PIL import Image
 
 from okaflow._errors import ReplayMismatchError
 from okaflow.tools.generation._protocol import GenerationRequest, GenerationResult, GenerationTool
+from okaflow.tools.generation._tasks import TaskRequest, as_request
 from okaflow.tools.imaging import MedicalImage
 from okaflow.tools.reporting import ArtifactRef, ArtifactStore
 
@@ -53,7 +54,10 @@ class RecordingGenerator:
     def supports(self, task: str) -> bool:
         return self.inner.supports(task)
 
-    def generate(self, request: GenerationRequest, images: Mapping[str, MedicalImage]) -> GenerationResult:
+    def generate(
+        self, request: GenerationRequest | TaskRequest, images: Mapping[str, MedicalImage]
+    ) -> GenerationResult:
+        request = as_request(request)
         result = self.inner.generate(request, images)
         refs = [self.artifacts.put_image(img).model_dump(mode="json") for img in result.images]
         meta = {k: v for k, v in asdict(result).items() if k != "images"}
@@ -88,12 +92,15 @@ class ReplayGenerator:
     def supports(self, task: str) -> bool:
         return task in self._tasks
 
-    def generate(self, request: GenerationRequest, images: Mapping[str, MedicalImage]) -> GenerationResult:
+    def generate(
+        self, request: GenerationRequest | TaskRequest, images: Mapping[str, MedicalImage]
+    ) -> GenerationResult:
         """The recorded result for this request (its images read back from the recorded run's artifacts).
 
         Raises:
             ReplayMismatchError: The record holds no such request.
         """
+        request = as_request(request)
         with self._lock:
             queue = self._records.get(_key(request))
             if not queue:

@@ -1,0 +1,98 @@
+"""Tiny seeded diffusers pipelines (real diffusers code on the CPU) and a small MR series case.
+
+``tests/models/build_tiny_pipelines.py`` builds the pipelines with this interpreter, once per builder
+version (cached under ``.cache/tiny-pipelines/<builder hash>``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+
+from okaflow._case import resolve_image_path
+from okaflow.tools.generation import DiffusersGenerator
+
+ROOT = Path(__file__).resolve().parents[3]
+BUILDER = ROOT / "tests" / "models" / "build_tiny_pipelines.py"
+EXAMPLES = ROOT / "examples" / "cases"
+# Few steps: the tests check routing, determinism and provenance, not image quality.
+STEPS = 2
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked ``gpu`` run where CUDA exists and are skipped, saying why, where it does not (before
+    any fixture builds a GPU-sized pipeline)."""
+    if item.get_closest_marker("gpu") is not None:
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("needs a CUDA device (torch.cuda.is_available() is False)")
+
+
+@pytest.fixture(scope="session")
+def tiny_pipelines() -> dict[str, Path]:
+    """Paths of the tiny ``sd``, ``sd-upscaler``, ``instruct-pix2pix`` and ``ddpm`` pipelines."""
+    digest = hashlib.sha256(BUILDER.read_bytes()).hexdigest()[:12]
+    out = ROOT / ".cache" / "tiny-pipelines" / digest
+    done = out / "built.json"
+    if not done.exists():
+        shutil.rmtree(out, ignore_errors=True)
+        proc = subprocess.run(
+            [sys.executable, str(BUILDER), str(out)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            check=False,
+        )
+        if proc.returncode != 0:
+            pytest.fail(f"building the tiny pipelines failed:\n{proc.stderr[-3000:]}")
+        done.write_text(proc.stdout.strip().splitlines()[-1], encoding="utf-8")
+    return {name: Path(path) for name, path in json.loads(done.read_text(encoding="utf-8")).items()}
+
+
+@pytest.fixture(scope="session")
+def generators(tiny_pipelines: dict[str, Path]) -> dict[str, DiffusersGenerator]:
+    """One generator per tiny pipeline, loaded once for the session."""
+    return {name: DiffusersGenerator(path, steps=STEPS) for name, path in tiny_pipelines.items()}
+
+
+def mr_series_case(folder: Path, slices: int = 3) -> Path:
+    """A case folder: the brain-MRI bundle and a small MR series (``slices`` 64×64 slices of one series)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(EXAMPLES / "brain-mri" / "bundle.json", folder / "bundle.json")
+    source = pydicom.dcmread(resolve_image_path("pydicom:MR_small.dcm", EXAMPLES))
+    series_uid = generate_uid(entropy_srcs=["okaflow-test-mr-series"])
+    names = []
+    for index in range(slices):
+        ds = source.copy()
+        ds.SeriesInstanceUID = series_uid
+        ds.SOPInstanceUID = generate_uid(entropy_srcs=["okaflow-test-mr-series", str(index)])
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.InstanceNumber = index + 1
+        ds.ImagePositionPatient = [0.0, 0.0, float(index * 5)]
+        arr = ds.pixel_array.copy()
+        arr[index * 8 : index * 8 + 8, :] = arr.max()  # each slice differs
+        ds.PixelData = arr.tobytes()
+        name = f"mr-{index + 1}.dcm"
+        ds.save_as(folder / name)
+        names.append(name)
+    case = {
+        "id": "mr-series",
+        "title": "Small MR series for super-resolution",
+        "task": "Report this brain MRI series.",
+        "workflow": "radiology-report",
+        "bundle": "bundle.json",
+        "images": [{"path": n, "modality": "MR", "role": "current"} for n in names],
+    }
+    (folder / "case.json").write_text(json.dumps(case, indent=1), encoding="utf-8")
+    return folder
