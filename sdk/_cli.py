@@ -234,6 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("[red]interrupted[/red]")
         return 130
+    except _UsageError as exc:
+        err.print(str(exc), highlight=False)
+        return EXIT_CODES["usage"]
     except ReplayError as exc:
         return _fail(err, exc, "replay_refused")
     except InputError as exc:
@@ -284,13 +287,7 @@ def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
         out.print(f"[bold]okaflow {__version__}[/bold] running [cyan]{args.case}[/cyan]")
 
     with contextlib.ExitStack() as stack:
-        backend = _backend(args, stack)
-        if backend is None:
-            return _usage_for_backend(args, err)
-        generator, problem = _generator(args, stack)
-        if problem:
-            err.print(problem)
-            return EXIT_CODES["usage"]
+        backend, generator = _backend_and_generator(args, stack, backend_required=True)
         result = _run_case(Case.load(args.case, strict=not args.lenient), backend, generator, args, out, show)
     return _report_result(result, args.json, out)
 
@@ -331,15 +328,29 @@ def _backend(args: argparse.Namespace, stack: contextlib.ExitStack[Any] | None) 
     return args.backend
 
 
-def _usage_for_backend(args: argparse.Namespace, err: Console) -> int:
-    if args.backend == "transformers":
-        err.print("--backend transformers needs --model DIR (a local model folder)")
-    else:
-        err.print(
+class _UsageError(Exception):
+    """Flags that do not fit together: printed as is, exit code ``usage``."""
+
+
+def _backend_and_generator(
+    args: argparse.Namespace, stack: contextlib.ExitStack[Any] | None, *, backend_required: bool
+) -> tuple[Any, Any]:
+    """The backend and ``generator=`` option the flags ask for.
+
+    ``backend_required=False`` (resume, rerun): no backend flags means "rebuild the recorded one" (``None``).
+
+    Raises:
+        _UsageError: The backend or generator flags do not fit together.
+    """
+    backend = _backend(args, stack)
+    if backend is None and (backend_required or args.backend is not None or args.model_url or args.model):
+        if args.backend == "transformers":
+            raise _UsageError("--backend transformers needs --model DIR (a local model folder)")
+        raise _UsageError(
             "--model-url, --model, --max-images-per-request and --chat-template apply to "
             "--backend openai or transformers"
         )
-    return EXIT_CODES["usage"]
+    return backend, _generator(args, stack)
 
 
 def _add_backend_flags(p: argparse.ArgumentParser, default: str | None) -> None:
@@ -401,45 +412,49 @@ def _add_generator_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _generator(args: argparse.Namespace, stack: contextlib.ExitStack[Any] | None) -> tuple[Any, str | None]:
-    """The ``generator=`` option the flags ask for, or a usage problem.
+def _generator(args: argparse.Namespace, stack: contextlib.ExitStack[Any] | None) -> Any:
+    """The ``generator=`` option the flags ask for.
 
     ``"default"`` is the classical generator; ``...`` means no ``--generator`` was given (new runs then use
     the classical one; resume and rerun rebuild the recorded one).
+
+    Raises:
+        _UsageError: The generation flags do not fit together.
     """
     kind = args.generator
     model_flags = args.generation_model or args.generation_url or args.generation_steps
     if kind is None or kind == "classical":
         if model_flags:
-            return (
-                None,
-                "--generation-model, --generation-url and --generation-steps need --generator diffusers|endpoint",
+            raise _UsageError(
+                "--generation-model, --generation-url and --generation-steps need --generator diffusers|endpoint"
             )
-        return ("default" if kind else ...), None
+        return "default" if kind else ...
     if kind == "none":
-        return None, None
+        return None
     from okaflow.tools.generation import ClassicalGenerator, GeneratorChain
 
     if kind == "diffusers":
         from okaflow.tools.generation import DiffusersGenerator
 
         if not args.generation_model:
-            return None, "--generator diffusers needs --generation-model DIR (a local pipeline folder)"
+            raise _UsageError("--generator diffusers needs --generation-model DIR (a local pipeline folder)")
         model = DiffusersGenerator(
             args.generation_model, device=args.device, dtype=args.dtype, steps=args.generation_steps
         )
-        return GeneratorChain(model, ClassicalGenerator()), None
+        return GeneratorChain(model, ClassicalGenerator())
     if kind == "endpoint":
         from okaflow.tools.generation import ImageEndpointGenerator
 
         if args.generation_steps:
-            return None, "--generation-steps applies to --generator diffusers (send steps per request to an endpoint)"
+            raise _UsageError(
+                "--generation-steps applies to --generator diffusers (send steps per request to an endpoint)"
+            )
         endpoint = ImageEndpointGenerator(
             base_url=args.generation_url, model=args.generation_model, api=args.generation_api
         )
         if stack is not None:
             stack.enter_context(endpoint)
-        return GeneratorChain(endpoint, ClassicalGenerator()), None
+        return GeneratorChain(endpoint, ClassicalGenerator())
     if ":" in kind:
         import importlib
 
@@ -448,8 +463,8 @@ def _generator(args: argparse.Namespace, stack: contextlib.ExitStack[Any] | None
             factory = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
             raise ConfigurationError(f"cannot load generator {kind!r}: {exc}") from None
-        return (factory() if callable(factory) and not hasattr(factory, "generate") else factory), None
-    return None, f"unknown --generator {kind!r}: use classical, diffusers, endpoint, none or module:factory"
+        return factory() if callable(factory) and not hasattr(factory, "generate") else factory
+    raise _UsageError(f"unknown --generator {kind!r}: use classical, diffusers, endpoint, none or module:factory")
 
 
 def _generator_option(generator: Any) -> dict[str, Any]:
@@ -461,13 +476,7 @@ def _resume(args: argparse.Namespace, out: Console, err: Console) -> int:
     from okaflow._resume import resume
 
     with contextlib.ExitStack() as stack:
-        backend = _backend(args, stack)
-        if backend is None and (args.backend is not None or args.model_url or args.model):
-            return _usage_for_backend(args, err)
-        generator, problem = _generator(args, stack)
-        if problem:
-            err.print(problem)
-            return EXIT_CODES["usage"]
+        backend, generator = _backend_and_generator(args, stack, backend_required=False)
         show = not (args.quiet or args.json)
         result = resume(
             args.run_dir,
@@ -491,13 +500,8 @@ def _batch(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.concurrency < 1 or args.max_steps < 1:
         err.print("--concurrency and --max-steps must be at least 1")
         return EXIT_CODES["usage"]
-    backend = _backend(args, None)  # an async client: closed below, inside its event loop
-    if backend is None:
-        return _usage_for_backend(args, err)
-    generator, problem = _generator(args, None)
-    if problem:
-        err.print(problem)
-        return EXIT_CODES["usage"]
+    # An async client: closed below, inside its event loop.
+    backend, generator = _backend_and_generator(args, None, backend_required=True)
     show = not (args.quiet or args.json)
     progress = Progress(
         TextColumn("[bold]batch"),
@@ -556,13 +560,7 @@ def _rerun(args: argparse.Namespace, out: Console, err: Console) -> int:
     from okaflow._rerun import rerun
 
     with contextlib.ExitStack() as stack:
-        backend = _backend(args, stack)
-        if backend is None and (args.backend is not None or args.model_url or args.model):
-            return _usage_for_backend(args, err)
-        generator, problem = _generator(args, stack)
-        if problem:
-            err.print(problem)
-            return EXIT_CODES["usage"]
+        backend, generator = _backend_and_generator(args, stack, backend_required=False)
         show = not (args.quiet or args.json)
         result = rerun(
             args.run_dir,
