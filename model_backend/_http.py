@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import itertools
-import json
 import random
 import re
 import time
@@ -51,6 +50,7 @@ from okaflow._errors import (
     BackendTimeoutError,
     OkaflowError,
 )
+from okaflow._server_text import server_said
 
 __all__ = [
     "ErrorMapper",
@@ -135,27 +135,11 @@ def _retryable_status(code: int) -> bool:
     return code in (408, 409, 429) or code >= 500
 
 
-def _server_message(body: str) -> str:
-    """The error text of an OpenAI-style (``{"error": {"message"}}``) or vLLM-style (``{"message"}``) body."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return body.strip()[:_MAX_BODY_IN_MESSAGE]
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-        for key in ("message", "detail", "error"):
-            if isinstance(data.get(key), str):
-                return str(data[key])
-    return body.strip()[:_MAX_BODY_IN_MESSAGE]
-
-
 def _status_error(response: httpx.Response, *, attempts: int, base_url: str, backend: str) -> BackendStatusError:
     request = response.request
     code = response.status_code
     body = response.text
-    said = _server_message(body)
+    said = server_said(body, _MAX_BODY_IN_MESSAGE)
     server = response.headers.get("server")
     answered = f"{request.method} {request.url} answered {code} {response.reason_phrase}".rstrip()
     if server:

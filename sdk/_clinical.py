@@ -8,7 +8,6 @@ what to do. :class:`HttpxClinicalErrors` plugs it into the retry layer in ``mode
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,35 +20,15 @@ from okaflow._errors import (
     ClinicalSystemError,
     ClinicalTimeoutError,
 )
+from okaflow._server_text import server_said
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["HttpxClinicalErrors", "connection_error", "server_said", "status_error"]
+__all__ = ["HttpxClinicalErrors", "connection_error", "status_error"]
 
 _MAX_SAID = 400
 _ENV_URL = {"FHIR": " (or $OKAFLOW_FHIR_URL)", "DICOMweb": " (or $OKAFLOW_DICOMWEB_URL)"}
-
-
-def server_said(body: str) -> str:
-    """The server's own explanation in an error body: OperationOutcome diagnostics, OAuth error text, or
-    the start of the body."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return " ".join(body.split())[:_MAX_SAID]
-    if isinstance(data, dict):
-        if data.get("resourceType") == "OperationOutcome":
-            issues = [i for i in data.get("issue") or [] if isinstance(i, dict)]
-            texts = [str(i.get("diagnostics") or (i.get("details") or {}).get("text") or i.get("code")) for i in issues]
-            return "; ".join(texts)[:_MAX_SAID]
-        if isinstance(data.get("error"), str):
-            desc = data.get("error_description")
-            return f"{data['error']}: {desc}" if isinstance(desc, str) else str(data["error"])
-        for key in ("message", "detail", "error"):
-            if isinstance(data.get(key), str):
-                return str(data[key])[:_MAX_SAID]
-    return " ".join(body.split())[:_MAX_SAID]
 
 
 def status_error(
@@ -73,7 +52,7 @@ def status_error(
         attempts: How many attempts were made (named when more than one).
         credentials: Whether the request carried credentials (changes the 401 hint).
     """
-    said = server_said(body)
+    said = server_said(body, _MAX_SAID)
     answered = f"{method} {url} answered {status_code} {reason}".rstrip()
     if attempts > 1:
         answered += f" after {attempts} attempts"

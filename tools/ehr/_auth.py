@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from okaflow._clinical import HttpxClinicalErrors, server_said
+from okaflow._clinical import HttpxClinicalErrors
 from okaflow._constants import HTTP_MAX_RETRIES, SMART_ASSERTION_LIFETIME_S, SMART_REFRESH_MARGIN_S
 from okaflow._errors import (
     ClinicalResponseError,
@@ -33,6 +33,7 @@ from okaflow._errors import (
     MissingExtraError,
     TokenRequestError,
 )
+from okaflow._server_text import server_said
 from okaflow.model_backend._http import HttpCall, RetryPolicy, retry_loop, send_with_retries
 
 __all__ = ["BearerToken", "FHIRAuth", "SMARTBackendAuth"]

@@ -6,12 +6,10 @@ version (cached under ``.cache/tiny-pipelines/<builder hash>``).
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
-import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pydicom
@@ -51,25 +49,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture(scope="session")
-def tiny_pipelines() -> dict[str, Path]:
+def tiny_pipelines(build_once: Callable[[Path, Path, str], dict[str, Path]]) -> dict[str, Path]:
     """Paths of the tiny ``sd``, ``sd-upscaler``, ``instruct-pix2pix`` and ``ddpm`` pipelines."""
-    digest = hashlib.sha256(BUILDER.read_bytes()).hexdigest()[:12]
-    out = ROOT / ".cache" / "tiny-pipelines" / digest
-    done = out / "built.json"
-    if not done.exists():
-        shutil.rmtree(out, ignore_errors=True)
-        proc = subprocess.run(
-            [sys.executable, str(BUILDER), str(out)],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
-            check=False,
-        )
-        if proc.returncode != 0:
-            pytest.fail(f"building the tiny pipelines failed:\n{proc.stderr[-3000:]}")
-        done.write_text(proc.stdout.strip().splitlines()[-1], encoding="utf-8")
-    return {name: Path(path) for name, path in json.loads(done.read_text(encoding="utf-8")).items()}
+    return build_once(BUILDER, Path(sys.executable), "tiny-pipelines")
 
 
 @pytest.fixture(scope="session")

@@ -8,13 +8,10 @@ A missing engine environment fails the tests with the command that builds it; no
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,24 +42,9 @@ def vllm_python() -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_models() -> dict[str, Path]:
+def tiny_models(build_once: Callable[[Path, Path, str], dict[str, Path]]) -> dict[str, Path]:
     """Paths of the tiny Qwen2 and BLIP-2 models, built once per builder version."""
-    digest = hashlib.sha256(BUILDER.read_bytes()).hexdigest()[:12]
-    out = ROOT / ".cache" / "tiny-models" / digest
-    done = out / "built.json"
-    if not done.exists():
-        proc = subprocess.run(
-            [str(vllm_python()), str(BUILDER), str(out)],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
-            check=False,
-        )
-        if proc.returncode != 0:
-            pytest.fail(f"building the tiny models failed:\n{proc.stderr[-3000:]}")
-        done.write_text(proc.stdout.strip().splitlines()[-1], encoding="utf-8")
-    return {name: Path(path) for name, path in json.loads(done.read_text(encoding="utf-8")).items()}
+    return build_once(BUILDER, vllm_python(), "tiny-models")
 
 
 def make_server(model: Path, name: str, cache: Path, **options: object) -> VLLMServer:
