@@ -333,16 +333,17 @@ class _UsageError(Exception):
 
 
 def _backend_and_generator(
-    args: argparse.Namespace, stack: contextlib.ExitStack[Any] | None, *, backend_required: bool
+    args: argparse.Namespace, stack: contextlib.ExitStack[Any], *, backend_required: bool, async_backend: bool = False
 ) -> tuple[Any, Any]:
-    """The backend and ``generator=`` option the flags ask for.
+    """The backend and ``generator=`` option the flags ask for; the clients they open close with ``stack``.
 
     ``backend_required=False`` (resume, rerun): no backend flags means "rebuild the recorded one" (``None``).
+    ``async_backend``: an OpenAI-compatible server gets the async client, which the caller closes in its loop.
 
     Raises:
         _UsageError: The backend or generator flags do not fit together.
     """
-    backend = _backend(args, stack)
+    backend = _backend(args, None if async_backend else stack)
     if backend is None and (backend_required or args.backend is not None or args.model_url or args.model):
         if args.backend == "transformers":
             raise _UsageError("--backend transformers needs --model DIR (a local model folder)")
@@ -412,7 +413,7 @@ def _add_generator_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _generator(args: argparse.Namespace, stack: contextlib.ExitStack[Any] | None) -> Any:
+def _generator(args: argparse.Namespace, stack: contextlib.ExitStack[Any]) -> Any:
     """The ``generator=`` option the flags ask for.
 
     ``"default"`` is the classical generator; ``...`` means no ``--generator`` was given (new runs then use
@@ -452,8 +453,7 @@ def _generator(args: argparse.Namespace, stack: contextlib.ExitStack[Any] | None
         endpoint = ImageEndpointGenerator(
             base_url=args.generation_url, model=args.generation_model, api=args.generation_api
         )
-        if stack is not None:
-            stack.enter_context(endpoint)
+        stack.enter_context(endpoint)
         return GeneratorChain(endpoint, ClassicalGenerator())
     if ":" in kind:
         import importlib
@@ -500,8 +500,9 @@ def _batch(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.concurrency < 1 or args.max_steps < 1:
         err.print("--concurrency and --max-steps must be at least 1")
         return EXIT_CODES["usage"]
-    # An async client: closed below, inside its event loop.
-    backend, generator = _backend_and_generator(args, None, backend_required=True)
+    # The generator's clients close with the stack; the backend is an async client, closed in its event loop.
+    stack = contextlib.ExitStack()
+    backend, generator = _backend_and_generator(args, stack, backend_required=True, async_backend=True)
     show = not (args.quiet or args.json)
     progress = Progress(
         TextColumn("[bold]batch"),
@@ -537,7 +538,8 @@ def _batch(args: argparse.Namespace, out: Console, err: Console) -> int:
             if close is not None:
                 await close()
 
-    result = run_coroutine(go)
+    with stack:
+        result = run_coroutine(go)
     if args.json:
         out.print_json(json.dumps([dataclasses.asdict(o) for o in result.outcomes]))
     else:

@@ -126,10 +126,11 @@ def _resave(source: Path, target: Path, fmt: str) -> None:
 
     with Image.open(source) as img:
         img.load()
-        clean = Image.new(img.mode, img.size)
-        clean.putdata(list(img.getdata()))  # pixels only: no info dict, no EXIF, no text chunks
-        if img.mode == "P" and img.getpalette() is not None:
-            clean.putpalette(img.getpalette() or [])
+        # Pixels only: no info dict, no EXIF, no text chunks (the palette, for palette images).
+        clean = Image.frombytes(img.mode, img.size, img.tobytes())
+        palette = img.getpalette() if img.mode == "P" else None
+        if palette is not None:
+            clean.putpalette(palette)
         buffer = io.BytesIO()
         clean.save(buffer, format=fmt)
     target.write_bytes(buffer.getvalue())
