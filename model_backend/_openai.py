@@ -13,11 +13,11 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
+from okaflow._closing import AsyncClosing, Closing
 from okaflow._constants import ENV_API_KEY, ENV_MODEL, ENV_MODEL_URL, HTTP_MAX_RETRIES
 from okaflow._errors import (
     BackendConnectionError,
@@ -364,7 +364,7 @@ class _OpenAICommon:
         return ids
 
 
-class OpenAIBackend(_OpenAICommon):
+class OpenAIBackend(_OpenAICommon, Closing):
     """A synchronous client for an OpenAI-compatible chat-completions server (vLLM, SGLang, …).
 
     Args:
@@ -486,16 +486,8 @@ class OpenAIBackend(_OpenAICommon):
         if self._owns_client:
             self._client.close()
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-class AsyncOpenAIBackend(_OpenAICommon):
+class AsyncOpenAIBackend(_OpenAICommon, AsyncClosing):
     """The async twin of :class:`OpenAIBackend`: the same keyword-only arguments, ``httpx.AsyncClient``.
 
     Use it with :func:`okaflow.arun`. Its synchronous :meth:`understand` raises
@@ -598,12 +590,4 @@ class AsyncOpenAIBackend(_OpenAICommon):
 
     async def close(self) -> None:
         """The same as :meth:`aclose` (the name the sync twin uses)."""
-        await self.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
         await self.aclose()

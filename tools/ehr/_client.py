@@ -12,13 +12,13 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from okaflow._clinical import HttpxClinicalErrors
+from okaflow._closing import Closing
 from okaflow._constants import (
     CLINICAL_CONNECT_TIMEOUT_S,
     CLINICAL_READ_TIMEOUT_S,
@@ -47,7 +47,7 @@ _FHIR_JSON = "application/fhir+json"
 _VERSIONS: dict[str, FHIRVersion] = {"4.0": "R4", "4.3": "R4B", "5.0": "R5"}
 
 
-class FHIRClient:
+class FHIRClient(Closing):
     """Reads from one FHIR server. Use as a context manager, or call :meth:`close`.
 
     Args:
@@ -104,14 +104,6 @@ class FHIRClient:
 
     def __repr__(self) -> str:
         return f"FHIRClient({self.base_url!r}, auth={self.auth!r})"
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Close the HTTP connections (not an injected ``http_client``)."""

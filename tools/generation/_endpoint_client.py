@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import httpx
 
+from okaflow._closing import AsyncClosing, Closing
 from okaflow._constants import HTTP_MAX_RETRIES
 from okaflow._errors import ConfigurationError
 from okaflow.model_backend._http import asend_with_retries, send_with_retries
@@ -27,7 +27,7 @@ from okaflow.tools.imaging import MedicalImage
 __all__ = ["AsyncImageEndpointGenerator", "ImageEndpointGenerator"]
 
 
-class ImageEndpointGenerator(ImageEndpointCommon):
+class ImageEndpointGenerator(ImageEndpointCommon, Closing):
     """A synchronous generator over an OpenAI-style image endpoint (vllm-omni serving BAGEL / UniMedVL).
 
     Args:
@@ -100,16 +100,8 @@ class ImageEndpointGenerator(ImageEndpointCommon):
         if self._owns_client:
             self._client.close()
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-class AsyncImageEndpointGenerator(ImageEndpointCommon):
+class AsyncImageEndpointGenerator(ImageEndpointCommon, AsyncClosing):
     """The async twin of :class:`ImageEndpointGenerator` (same arguments, an ``httpx.AsyncClient``).
 
     :meth:`agenerate` sends a request's calls (one per output image) concurrently. Its synchronous
@@ -175,11 +167,3 @@ class AsyncImageEndpointGenerator(ImageEndpointCommon):
         """Close the HTTP client if this generator created it."""
         if self._owns_client:
             await self._client.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()

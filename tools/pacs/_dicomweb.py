@@ -13,10 +13,10 @@ import contextlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from okaflow._clinical import connection_error, status_error
+from okaflow._closing import Closing
 from okaflow._constants import (
     CLINICAL_CONNECT_TIMEOUT_S,
     CLINICAL_READ_TIMEOUT_S,
@@ -56,7 +56,7 @@ def _dicomweb() -> Any:
     return dicomweb_client
 
 
-class DICOMwebClient:
+class DICOMwebClient(Closing):
     """Searches and retrieves from one DICOMweb server (QIDO-RS, WADO-RS). A context manager.
 
     Args:
@@ -120,14 +120,6 @@ class DICOMwebClient:
 
     def __repr__(self) -> str:
         return f"DICOMwebClient({self.url!r}, credentials={self._credentials})"
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Close the HTTP session (not an injected one)."""
