@@ -16,8 +16,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from okaflow._audit import AuditTrail, read_audit
 from okaflow._errors import (
     AgentError,
+    AssociationError,
     BackendAuthenticationError,
     BackendBadRequestError,
     BackendConnectionError,
@@ -37,6 +39,7 @@ from okaflow._errors import (
     ClinicalConnectionError,
     ClinicalNotFoundError,
     ClinicalPermissionDeniedError,
+    ClinicalRejectedError,
     ClinicalResponseError,
     ClinicalStatusError,
     ClinicalSystemError,
@@ -44,6 +47,7 @@ from okaflow._errors import (
     ConfigurationError,
     DeidentificationError,
     DICOMError,
+    DIMSEStatusError,
     FHIRError,
     FHIRParseError,
     FHIRReferenceError,
@@ -57,6 +61,7 @@ from okaflow._errors import (
     MissingWeightsError,
     OkaflowError,
     PatientNotFoundError,
+    PublishError,
     ReplayError,
     ReplayInputsChangedError,
     ReplayMismatchError,
@@ -92,8 +97,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AgentError",
+    "AssociationError",
     "AsyncImageEndpointGenerator",
     "AsyncOpenAIBackend",
+    "AuditTrail",
     "BackendAuthenticationError",
     "BackendBadRequestError",
     "BackendConnectionError",
@@ -116,12 +123,14 @@ __all__ = [
     "ClinicalConnectionError",
     "ClinicalNotFoundError",
     "ClinicalPermissionDeniedError",
+    "ClinicalRejectedError",
     "ClinicalResponseError",
     "ClinicalStatusError",
     "ClinicalSystemError",
     "ClinicalTimeoutError",
     "ConfigurationError",
     "DICOMError",
+    "DIMSEStatusError",
     "DeidentificationError",
     "DiffusersGenerator",
     "Evidence",
@@ -143,6 +152,7 @@ __all__ = [
     "OpenAIBackend",
     "PatientNotFoundError",
     "Provenance",
+    "PublishError",
     "ReplayError",
     "ReplayInputsChangedError",
     "ReplayMismatchError",
@@ -169,6 +179,7 @@ __all__ = [
     "import_run",
     "list_workflows",
     "pull_case",
+    "read_audit",
     "register_workflow",
     "replay",
     "rerun",

@@ -16,6 +16,7 @@ from okaflow._errors import (
     ClinicalConnectionError,
     ClinicalNotFoundError,
     ClinicalPermissionDeniedError,
+    ClinicalRejectedError,
     ClinicalStatusError,
     ClinicalSystemError,
     ClinicalTimeoutError,
@@ -72,6 +73,9 @@ def status_error(
     elif status_code == 404:
         cls = ClinicalNotFoundError
         hint = "check the id and the base URL (a FHIR base usually ends in /fhir or /R4, DICOMweb in /dicom-web)"
+    elif status_code in (400, 409, 412, 422):
+        cls = ClinicalRejectedError
+        hint = "the server refused what was sent (see its message); nothing of this request was stored"
     elif status_code == 429:
         hint = "the server is rate-limiting: lower concurrency or raise max_retries"
     elif status_code >= 500:

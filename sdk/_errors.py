@@ -34,16 +34,20 @@
     │       ├── BackendNotFoundError          404: wrong URL or model name
     │       ├── BackendRateLimitedError       429: still rate-limited after retries
     │       └── BackendServerError            5xx: the server failed, still after retries
-    ├── ClinicalSystemError         a PACS or EHR server (FHIR REST, DICOMweb) failed or refused
+    ├── ClinicalSystemError         a PACS or EHR server (FHIR REST, DICOMweb, DIMSE) failed or refused
     │   ├── ClinicalConnectionError the server cannot be reached (refused, reset, DNS)
     │   ├── ClinicalTimeoutError    the server did not answer in time
     │   ├── ClinicalResponseError   the server answered 2xx with something unusable (not JSON, not a Bundle)
-    │   └── ClinicalStatusError     the server answered with an HTTP error status
-    │       ├── ClinicalAuthenticationError  401: no, wrong or expired credentials
-    │       │   └── TokenRequestError        the authorization server refused a token (SMART backend services)
-    │       ├── ClinicalPermissionDeniedError 403: authenticated, but not allowed (scopes)
-    │       └── ClinicalNotFoundError        404: no such resource or endpoint
-    │           └── PatientNotFoundError     the patient id is unknown to the FHIR server
+    │   ├── ClinicalStatusError     the server answered with an HTTP error status
+    │   │   ├── ClinicalAuthenticationError  401: no, wrong or expired credentials
+    │   │   │   └── TokenRequestError        the authorization server refused a token (SMART backend services)
+    │   │   ├── ClinicalPermissionDeniedError 403: authenticated, but not allowed (scopes)
+    │   │   ├── ClinicalNotFoundError        404: no such resource or endpoint
+    │   │   │   └── PatientNotFoundError     the patient id is unknown to the FHIR server
+    │   │   └── ClinicalRejectedError        400/409/412/422: refused as sent (invalid resource, conflict)
+    │   ├── AssociationError        a DICOM association was rejected or aborted (DIMSE)
+    │   └── DIMSEStatusError        a DIMSE service answered a failure status (C-FIND, C-GET, C-MOVE, C-STORE)
+    ├── PublishError                a report cannot be written to a sink as asked (nothing was written)
     ├── AgentError                  the agent graph cannot run
     │   └── RunDirectoryError       the run directory is unusable (exists and is not a run)
     └── ReplayError                 a recorded run cannot be replayed as recorded
@@ -67,6 +71,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AgentError",
+    "AssociationError",
     "BackendAuthenticationError",
     "BackendBadRequestError",
     "BackendConnectionError",
@@ -86,12 +91,14 @@ __all__ = [
     "ClinicalConnectionError",
     "ClinicalNotFoundError",
     "ClinicalPermissionDeniedError",
+    "ClinicalRejectedError",
     "ClinicalResponseError",
     "ClinicalStatusError",
     "ClinicalSystemError",
     "ClinicalTimeoutError",
     "ConfigurationError",
     "DICOMError",
+    "DIMSEStatusError",
     "DeidentificationError",
     "FHIRError",
     "FHIRParseError",
@@ -106,6 +113,7 @@ __all__ = [
     "MissingWeightsError",
     "OkaflowError",
     "PatientNotFoundError",
+    "PublishError",
     "ReplayError",
     "ReplayInputsChangedError",
     "ReplayMismatchError",
@@ -479,6 +487,45 @@ class PatientNotFoundError(ClinicalNotFoundError):
             message, system="FHIR", url=url, status_code=status_code, response=response, body=body, hint=hint
         )
         self.patient_id = patient_id
+
+
+class ClinicalRejectedError(ClinicalStatusError):
+    """400/409/412/422: the server refused the request as sent: an invalid resource, a failed business rule,
+    a version conflict. The server's own words (an OperationOutcome) are in the message."""
+
+
+class AssociationError(ClinicalSystemError):
+    """A DICOM association could not be used: rejected by the peer (wrong called/calling AE title, no
+    accepted presentation context) or aborted. A peer that cannot be reached is a
+    :class:`ClinicalConnectionError`, one that does not answer a :class:`ClinicalTimeoutError`.
+
+    Attributes:
+        reason: The peer's rejection or abort reason, in words, when it gave one.
+    """
+
+    def __init__(self, message: str, *, url: str, reason: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, system="DIMSE", url=url, hint=hint)
+        self.reason = reason
+
+
+class DIMSEStatusError(ClinicalSystemError):
+    """A DIMSE service answered with a failure (or refused) status.
+
+    Attributes:
+        service: ``"C-FIND"``, ``"C-GET"``, ``"C-MOVE"``, ``"C-STORE"``, ``"C-ECHO"``.
+        status: The DIMSE status code (e.g. ``0xA701``: out of resources; ``0xA801``: move destination unknown).
+    """
+
+    def __init__(self, message: str, *, url: str, service: str, status: int, hint: str | None = None) -> None:
+        super().__init__(message, system="DIMSE", url=url, hint=hint)
+        self.service = service
+        self.status = status
+
+
+class PublishError(OkaflowError):
+    """A report cannot be written to a sink as asked, and nothing was written: the run has nothing the sink
+    can attach to (no DICOM study for a PACS, no patient for an EHR), or what okaflow built for the sink
+    fails validation. A server that refuses what was sent is a :class:`ClinicalRejectedError`."""
 
 
 class AgentError(OkaflowError):

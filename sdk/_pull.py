@@ -1,8 +1,9 @@
 """``pull_case``: one patient's record from the EHR and their studies from the PACS, as a case folder.
 
-The case is written to disk (``bundle.json``, ``images/``, ``case.json``, and ``pull.json`` saying where
-everything came from and why each study was taken), then loaded like any case folder: a pulled case is
-recorded, replayed, exported and diffed like one made by hand, with no server needed afterwards.
+The case is written to disk (``bundle.json``, ``images/``, ``case.json``, ``audit.jsonl`` recording
+every request, and ``pull.json`` saying where everything came from and why each study was taken), then
+loaded like any case folder: a pulled case is recorded, replayed, exported and diffed like one made by
+hand, with no server needed afterwards.
 
 Studies are matched to the patient three ways, each named in ``pull.json``: the DICOM Study Instance UID
 of an ``ImagingStudy`` in the record, the accession number on such an ``ImagingStudy``, and the Patient's
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from okaflow._audit import AUDIT_LOG, AuditTrail, auditing
 from okaflow._constants import CASE_MANIFEST, PULL_MAX_INSTANCES
 from okaflow._errors import CaseError, ConfigurationError
 from okaflow._version import __version__
@@ -85,12 +87,45 @@ def pull_case(
         ConfigurationError: more than ``max_instances`` instances would be copied.
         PatientNotFoundError, ClinicalSystemError: from the servers, naming the URL.
     """
+
+    root = Path(folder)
+    # A failed pull leaves its audit trail (what was read stays on record); the folder can be pulled into again.
+    if root.exists() and (not root.is_dir() or any(p.name != AUDIT_LOG for p in root.iterdir())):
+        raise CaseError("the folder for the pulled case is not empty", source=root, hint="choose a new folder")
+    with auditing([fhir, dicomweb], AuditTrail(root / AUDIT_LOG)):
+        return _pull(
+            patient_id,
+            fhir,
+            dicomweb,
+            root,
+            task,
+            workflow,
+            case_id,
+            identifier_system,
+            studies,
+            strategy,
+            max_instances,
+            strict,
+        )
+
+
+def _pull(
+    patient_id: str,
+    fhir: FHIRClient,
+    dicomweb: DICOMwebClient | None,
+    root: Path,
+    task: str | None,
+    workflow: str | None,
+    case_id: str | None,
+    identifier_system: str | None,
+    studies: Sequence[str] | None,
+    strategy: RecordStrategy,
+    max_instances: int,
+    strict: bool,
+) -> Case:
     from okaflow._case import Case
     from okaflow.tools.ehr import fetch_patient_record
 
-    root = Path(folder)
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise CaseError("the folder for the pulled case is not empty", source=root, hint="choose a new folder")
     record = fetch_patient_record(fhir, patient_id, strategy=strategy)
     matches = match_studies(dicomweb, record, identifier_system=identifier_system) if dicomweb else []
     if studies is not None:

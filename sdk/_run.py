@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from okaflow._audit import AUDIT_LOG, AuditTrail
 from okaflow._case import Case
 from okaflow._constants import DEFAULT_MAX_STEPS, DEFAULT_RUNS_DIR, DEFAULT_WORKFLOW, ENV_RUNS_DIR, RUN_MANIFEST
 from okaflow._errors import ConfigurationError, RunDirectoryError
@@ -301,7 +302,15 @@ def _start(
     # A replay starts at the recorded time, so the report's times (and bytes) repeat.
     started = options.pop("_started_at", None) or utc_now()
     _write_manifest(run_dir, loaded, wf, chosen, thread_id, _settings(options), started)
+    _carry_case_audit(loaded, run_dir)
     return loaded, wf, chosen, run_dir, thread_id, _event_sink(run_dir, on_event), started
+
+
+def _carry_case_audit(case: Case, run_dir: Path) -> None:
+    """A pulled case's reads open the run's audit trail, so one file tells everything the run touched."""
+    if case.source is not None:
+        folder = case.source if case.source.is_dir() else case.source.parent
+        AuditTrail(run_dir / AUDIT_LOG).extend(folder / AUDIT_LOG)
 
 
 def _options(

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from okaflow._audit import AuditAction, AuditTrail
 from okaflow._clinical import HttpxClinicalErrors
 from okaflow._closing import Closing
 from okaflow._constants import (
@@ -60,6 +61,7 @@ class FHIRClient(Closing):
         max_pages: The most pages followed in one search before it counts as runaway.
         http_client: An ``httpx.Client`` of your own (transports, proxies, TLS); it is not closed by
             :meth:`close`.
+        audit: An :class:`~okaflow.AuditTrail` that records every request (also settable as ``.audit``).
 
     Raises:
         ConfigurationError: no base URL, or one that is not http(s).
@@ -75,6 +77,7 @@ class FHIRClient(Closing):
         page_size: int = FHIR_PAGE_SIZE,
         max_pages: int = FHIR_MAX_PAGES,
         http_client: httpx.Client | None = None,
+        audit: AuditTrail | None = None,
     ) -> None:
         url = base_url or os.environ.get(ENV_FHIR_URL)
         if not url:
@@ -101,6 +104,8 @@ class FHIRClient(Closing):
         self._capabilities: JSONObject | None = None
         #: Requests sent so far (a retried request counts once).
         self.requests = 0
+        #: Where each request is recorded (None: nowhere); :func:`okaflow.pull_case` sets it for a pull.
+        self.audit = audit
 
     def __repr__(self) -> str:
         return f"FHIRClient({self.base_url!r}, auth={self.auth!r})"
@@ -227,6 +232,16 @@ class FHIRClient(Closing):
         return data
 
     def _send(self, url: str) -> httpx.Response:
+        if self.audit is None:
+            return self._send_once(url)
+        resource = url[len(self.base_url) :].lstrip("/") if url.startswith(self.base_url) else url
+        action: AuditAction = "search" if "?" in resource or "/" not in resource.split("?")[0] else "read"
+        with self.audit.watch(action, system="FHIR", endpoint=self.base_url, resource=resource) as entry:
+            response = self._send_once(url)
+            entry["status"] = response.status_code
+        return response
+
+    def _send_once(self, url: str) -> httpx.Response:
         for attempt in range(2):
             headers = {"Accept": _FHIR_JSON}
             if self.auth is not None:

@@ -14,7 +14,9 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
+from okaflow._audit import AuditAction, AuditTrail
 from okaflow._clinical import connection_error, status_error
 from okaflow._closing import Closing
 from okaflow._constants import (
@@ -67,6 +69,7 @@ class DICOMwebClient(Closing):
         max_retries: Retries on connection failures and 408/429/5xx.
         session: A ``requests.Session`` of your own (auth, TLS, proxies, your own retry adapter): used as
             given, without okaflow's retry adapter, and not closed by :meth:`close`.
+        audit: An :class:`~okaflow.AuditTrail` that records every request (also settable as ``.audit``).
 
     Raises:
         MissingExtraError: dicomweb-client is not installed (``pip install 'okaflow[pacs]'``).
@@ -82,6 +85,7 @@ class DICOMwebClient(Closing):
         timeout: float | None = None,
         max_retries: int = HTTP_MAX_RETRIES,
         session: requests.Session | None = None,
+        audit: AuditTrail | None = None,
     ) -> None:
         dicomweb_client = _dicomweb()
         import requests
@@ -117,6 +121,8 @@ class DICOMwebClient(Closing):
         except ValueError as exc:
             raise ConfigurationError(f"the DICOMweb URL {root!r} cannot be used: {exc}") from None
         self._client.set_http_retry_params(retry=False)
+        #: Where each request is recorded (None: nowhere); :func:`okaflow.pull_case` sets it for a pull.
+        self.audit = audit
 
     def __repr__(self) -> str:
         return f"DICOMwebClient({self.url!r}, credentials={self._credentials})"
@@ -149,7 +155,7 @@ class DICOMwebClient(Closing):
         filters: dict[str, Any] = dict(asked)
         if modality:
             filters["ModalitiesInStudy"] = modality
-        with self._errors(f"{self.url}/studies"):
+        with self._errors(f"{self.url}/studies", "search", query=filters):
             found = self._client.search_for_studies(
                 search_filters=filters, fields=list(_STUDY_FIELDS), get_remaining=True
             )
@@ -159,7 +165,7 @@ class DICOMwebClient(Closing):
     def search_series(self, study_uid: str) -> list[Series]:
         """The series of one study."""
         url = f"{self.url}/studies/{study_uid}/series"
-        with self._errors(url):
+        with self._errors(url, "search"):
             found = self._client.search_for_series(
                 study_uid, fields=["SeriesDescription", "NumberOfSeriesRelatedInstances"], get_remaining=True
             )
@@ -181,7 +187,7 @@ class DICOMwebClient(Closing):
     def search_instances(self, study_uid: str, series_uid: str | None = None) -> list[Instance]:
         """The instances of one study, or of one of its series."""
         url = f"{self.url}/studies/{study_uid}" + (f"/series/{series_uid}" if series_uid else "") + "/instances"
-        with self._errors(url):
+        with self._errors(url, "search"):
             found = self._client.search_for_instances(study_uid, series_uid, get_remaining=True)
         out = []
         for item in found:
@@ -201,7 +207,7 @@ class DICOMwebClient(Closing):
     def retrieve_instance(self, instance: Instance) -> pydicom.Dataset:
         """One instance as a pydicom data set, in the transfer syntax the server stores."""
         url = self._instance_url(instance)
-        with self._errors(url):
+        with self._errors(url, "retrieve"):
             ds: pydicom.Dataset = self._client.retrieve_instance(
                 instance.study_uid, instance.series_uid, instance.sop_instance_uid
             )
@@ -223,7 +229,7 @@ class DICOMwebClient(Closing):
         The media type is always sent explicitly: servers such as Orthanc refuse the client's default.
         """
         url = f"{self._instance_url(instance)}/frames/{','.join(map(str, frames))}"
-        with self._errors(url):
+        with self._errors(url, "retrieve"):
             found: list[bytes] = self._client.retrieve_instance_frames(
                 instance.study_uid,
                 instance.series_uid,
@@ -270,8 +276,20 @@ class DICOMwebClient(Closing):
         )
 
     @contextlib.contextmanager
-    def _errors(self, url: str) -> Iterator[None]:
-        """requests' and dicomweb-client's failures as typed clinical-system errors."""
+    def _errors(self, url: str, action: AuditAction, query: Mapping[str, Any] | None = None) -> Iterator[None]:
+        """requests' and dicomweb-client's failures as typed clinical-system errors; the audit entry.
+
+        The query goes to the audit trail only: it names patients, and errors end up in logs.
+        """
+        with contextlib.ExitStack() as stack:
+            if self.audit is not None:
+                resource = url[len(self.url) :].lstrip("/") + (f"?{urlencode(query)}" if query else "")
+                stack.enter_context(self.audit.watch(action, system="DICOMweb", endpoint=self.url, resource=resource))
+            with self._typed_errors(url):
+                yield
+
+    @contextlib.contextmanager
+    def _typed_errors(self, url: str) -> Iterator[None]:
         import requests
 
         try:

@@ -94,6 +94,17 @@ def test_pull_case_builds_the_patients_case_from_both_servers(
     again = okaflow.Case.load(folder)
     assert [i.id for i in again.images] == [i.id for i in case.images]
     assert pydicom.dcmread(next((folder / "images").rglob("*.dcm"))).PatientID == ADA
+    # Every request is in the case's audit trail: who, what, where, which resource, how it ended.
+    trail = okaflow.read_audit(folder)
+    assert {e["system"] for e in trail} == {"FHIR", "DICOMweb"}
+    assert all(e["outcome"] == "success" and e["actor"].startswith("okaflow/") for e in trail)
+    retrieved = {e["resource"].rsplit("/", 1)[-1] for e in trail if e["action"] == "retrieve"}
+    assert retrieved == {p.stem for p in (folder / "images").rglob("*.dcm")}
+    assert any(e["resource"].startswith(f"Patient/{fhir_server.patients[ADA]}") for e in trail)
+    assert any(e["action"] == "search" and "PatientID=" + ADA in e["resource"] for e in trail)
+    # A run over the pulled case opens its own trail with the case's reads.
+    result = okaflow.run(folder, out=tmp_path / "run")
+    assert okaflow.read_audit(result.run_dir) == trail
 
 
 def test_pull_case_refuses_a_study_that_is_not_the_patients(
@@ -108,7 +119,9 @@ def test_pull_case_refuses_a_study_that_is_not_the_patients(
         assert other in str(info.value)
         ben = okaflow.pull_case(fhir_server.patients[BEN], fhir=ehr, dicomweb=pacs, folder=tmp_path / "ben")
     assert [i.study_uid for i in ben.images] == [other]
-    assert not (tmp_path / "x").exists(), "a refused pull left files behind"
+    # A refused pull keeps only its audit trail: what was read stays on record.
+    assert [p.name for p in (tmp_path / "x").iterdir()] == ["audit.jsonl"], "a refused pull left files behind"
+    assert {e["system"] for e in okaflow.read_audit(tmp_path / "x")} == {"FHIR", "DICOMweb"}
 
 
 def test_pull_case_refuses_a_folder_that_is_not_empty(fhir_server: FHIRServer, tmp_path: Path) -> None:
@@ -124,4 +137,8 @@ def test_pull_case_over_the_instance_budget_is_refused_before_copying(
     with ehr, pacs, pytest.raises(okaflow.ConfigurationError) as info:
         okaflow.pull_case(fhir_server.patients[ADA], fhir=ehr, dicomweb=pacs, folder=tmp_path / "a", max_instances=1)
     assert "max_instances=1" in str(info.value)
-    assert not (tmp_path / "a").exists(), "a refused pull wrote files"
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["audit.jsonl"], "a refused pull wrote files"
+    # The folder holding only a failed pull's trail can be pulled into again; the trail grows.
+    with FHIRClient(fhir_server.base_url, auth=STATIC_TOKEN) as ehr:
+        okaflow.pull_case(fhir_server.patients[ADA], fhir=ehr, folder=tmp_path / "a")
+    assert (tmp_path / "a" / "bundle.json").is_file()

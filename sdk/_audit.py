@@ -1,0 +1,180 @@
+"""The audit trail: every read from and write to a clinical system, one JSON line each.
+
+A trail is a JSONL file (``audit.jsonl``): in a pulled case folder for the reads that built it, and in
+the run directory for everything the run read or wrote (a run over a pulled case starts with the
+case's reads). Each line says who did what, when, where, to which resource, and how it ended::
+
+    {"at": "2026-11-23T10:00:00.000000Z", "actor": "okaflow/0.4.0", "action": "read",
+     "system": "FHIR", "endpoint": "http://ehr.example/fhir", "resource": "Patient/123",
+     "outcome": "success", "status": 200}
+
+The trail holds resource ids and UIDs (that is its job), so it lives with the case and the run,
+never in application logs: okaflow's loggers name systems and counts, not patients.
+
+Clients that talk to clinical systems take ``audit=`` (or have ``client.audit`` set for a while, as
+:func:`okaflow.pull_case` and the report sinks do) and call :meth:`AuditTrail.record` or use
+:meth:`AuditTrail.watch` around each exchange.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from okaflow._types import utc_now
+from okaflow._version import __version__
+
+__all__ = ["AUDIT_LOG", "AuditAction", "AuditTrail", "auditing", "read_audit"]
+
+AUDIT_LOG = "audit.jsonl"
+
+#: What happened: ``read``/``search``/``retrieve`` take data out, ``create``/``update``/``transaction``/
+#: ``store`` put data in, ``receive`` is a study sent to okaflow, ``echo`` a connectivity check.
+AuditAction = Literal["read", "search", "retrieve", "create", "update", "transaction", "store", "receive", "echo"]
+
+_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_for(path: Path) -> threading.Lock:
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(path.resolve(), threading.Lock())
+
+
+class AuditTrail:
+    """Appends audit entries to one JSONL file; safe to share between threads.
+
+    Args:
+        path: The file (``<run dir>/audit.jsonl``); its folder is created on first write.
+        actor: Who acts: default ``okaflow/<version>``; add a user or client id (``"okaflow/0.4.0 client=x"``).
+        also: Another trail every entry is also written to (a site-wide trail beside the run's own).
+    """
+
+    def __init__(self, path: str | Path, *, actor: str | None = None, also: AuditTrail | None = None) -> None:
+        self.path = Path(path)
+        self.actor = actor or f"okaflow/{__version__}"
+        self.also = also
+
+    def __repr__(self) -> str:
+        return f"AuditTrail({str(self.path)!r})"
+
+    def record(
+        self,
+        action: AuditAction,
+        *,
+        system: str,
+        endpoint: str,
+        resource: str,
+        outcome: Literal["success", "failure"] = "success",
+        status: int | str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Append one entry.
+
+        Args:
+            action: What was done (see :data:`AuditAction`).
+            system: ``"FHIR"``, ``"DICOMweb"``, ``"DIMSE"``.
+            endpoint: The server: a base URL without credentials, or ``AET@host:port``.
+            resource: Which resource: ``"Patient/123"``, ``"Observation?patient=123"``, ``"study 1.2.3"``.
+            outcome: ``"success"`` or ``"failure"``.
+            status: The HTTP status or DIMSE status the server answered, where there was one.
+            detail: A short note (an error class and message, a count of instances).
+        """
+        entry: dict[str, Any] = {
+            "at": utc_now(),
+            "actor": self.actor,
+            "action": action,
+            "system": system,
+            "endpoint": endpoint,
+            "resource": resource,
+            "outcome": outcome,
+        }
+        if status is not None:
+            entry["status"] = status
+        if detail:
+            entry["detail"] = detail
+        line = json.dumps(entry, sort_keys=True, default=str) + "\n"
+        with _lock_for(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.write(line)
+        if self.also is not None:
+            self.also.record(
+                action,
+                system=system,
+                endpoint=endpoint,
+                resource=resource,
+                outcome=outcome,
+                status=status,
+                detail=detail,
+            )
+
+    @contextmanager
+    def watch(self, action: AuditAction, *, system: str, endpoint: str, resource: str) -> Iterator[dict[str, Any]]:
+        """Record the exchange inside the ``with`` block: success, or failure naming the error (re-raised).
+
+        The block may set ``status`` and ``detail`` in the dict it is given.
+        """
+        extra: dict[str, Any] = {}
+        try:
+            yield extra
+        except BaseException as exc:
+            status = extra.get("status", getattr(exc, "status_code", None))
+            detail = extra.get("detail") or f"{type(exc).__name__}: {str(exc)[:300]}"
+            self.record(
+                action,
+                system=system,
+                endpoint=endpoint,
+                resource=resource,
+                outcome="failure",
+                status=status,
+                detail=detail,
+            )
+            raise
+        self.record(
+            action,
+            system=system,
+            endpoint=endpoint,
+            resource=resource,
+            status=extra.get("status"),
+            detail=extra.get("detail"),
+        )
+
+    def extend(self, other: str | Path) -> int:
+        """Append every entry of another trail (a pulled case's reads into its run's trail); how many."""
+        source = Path(other)
+        if not source.is_file():
+            return 0
+        lines = [line for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
+        with _lock_for(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.writelines(line + "\n" for line in lines)
+        return len(lines)
+
+
+@contextmanager
+def auditing(clients: Iterable[Any], trail: AuditTrail) -> Iterator[AuditTrail]:
+    """Record the ``clients``' requests in ``trail`` for the ``with`` block (and in the trail each had)."""
+    saved = [(c, c.audit) for c in clients if c is not None]
+    for client, previous in saved:
+        client.audit = AuditTrail(trail.path, actor=trail.actor, also=previous) if previous is not None else trail
+    try:
+        yield trail
+    finally:
+        for client, previous in saved:
+            client.audit = previous
+
+
+def read_audit(path: str | Path) -> list[dict[str, Any]]:
+    """The entries of an audit trail file (a run directory or case folder is read at its ``audit.jsonl``)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / AUDIT_LOG
+    if not p.is_file():
+        return []
+    return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
