@@ -78,6 +78,7 @@ if TYPE_CHECKING:
     from okaflow._case import Case
     from okaflow._diff import RunDiff, diff_runs
     from okaflow._export import export_run, import_run
+    from okaflow._listen import ListenService
     from okaflow._pull import pull_case
     from okaflow._replay import ReplayResult, replay
     from okaflow._rerun import rerun
@@ -144,6 +145,7 @@ __all__ = [
     "ImageError",
     "ImageTooLargeError",
     "InputError",
+    "ListenService",
     "MissingExtraError",
     "MissingPixelDataError",
     "MissingWeightsError",
@@ -191,6 +193,7 @@ __all__ = [
 _LAZY = {
     "Case": "okaflow._case",
     "pull_case": "okaflow._pull",
+    "ListenService": "okaflow._listen",
     "RunResult": "okaflow._run",
     "approve": "okaflow._run",
     "arun": "okaflow._run",

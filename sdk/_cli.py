@@ -13,6 +13,7 @@ Exit codes (stable, for scripts and schedulers):
 7     ``replay``: the replayed report differs from the recorded one; ``diff``: the runs differ
 8     ``replay``/``resume``: refused — inputs or okaflow version changed, or an unrecorded call was asked
 9     ``batch``: finished, but some cases failed (listed; run the same batch again to retry them)
+10    a PACS or EHR failed, refused or was unreachable, or a report could not be published to it
 130   interrupted (Ctrl-C)
 ====  =====================================================================
 """
@@ -31,8 +32,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from okaflow._cli_listen import add_listen_parser, listen_command
 from okaflow._constants import DEFAULT_MAX_STEPS, VLLM_READY_TIMEOUT_S
-from okaflow._errors import BackendError, ConfigurationError, InputError, OkaflowError, ReplayError
+from okaflow._errors import (
+    BackendError,
+    ClinicalSystemError,
+    ConfigurationError,
+    InputError,
+    OkaflowError,
+    PublishError,
+    ReplayError,
+)
 from okaflow._version import __version__
 
 __all__ = ["EXIT_CODES", "main"]
@@ -48,6 +58,7 @@ EXIT_CODES = {
     "differs": 7,
     "replay_refused": 8,
     "batch_failures": 9,
+    "clinical": 10,
 }
 
 
@@ -160,6 +171,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="print the comparison as JSON")
 
     sub.add_parser("workflows", help="list the registered workflows")
+    add_listen_parser(sub, _add_backend_flags, _add_generator_flags)
 
     m = sub.add_parser("model", help="serve a model with vLLM, or check a model server")
     msub = m.add_subparsers(dest="model_command", required=True)
@@ -193,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _inspect(args, out)
         if args.command == "approve":
             return _approve(args, out)
+        if args.command == "listen":
+            return listen_command(args, out, err)
         if args.command == "model":
             return _model(args, out, err)
         if args.command == "replay":
@@ -245,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(err, exc, "backend")
     except ConfigurationError as exc:
         return _fail(err, exc, "config")
+    except (ClinicalSystemError, PublishError) as exc:
+        return _fail(err, exc, "clinical")
     except OkaflowError as exc:
         return _fail(err, exc, "error")
 

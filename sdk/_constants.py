@@ -94,3 +94,20 @@ BAGEL_STEPS = 50
 BAGEL_TIMESTEP_SHIFT = 3.0
 BAGEL_CFG_TEXT_SCALE = 4.0
 BAGEL_CFG_IMG_SCALE = 2.0
+
+# okaflow listen (the study service): a DICOM Storage SCP on loopback by default, on the registered DICOM port.
+LISTEN_HOST = "127.0.0.1"
+LISTEN_PORT = 11112
+LISTEN_AET = "OKAFLOW"
+# A study counts as complete when its sender's association has ended and nothing new arrived for this long.
+LISTEN_SETTLE_S = 5.0
+# Studies processed at once; attempts per study before it is reported failed; the first retry's delay (doubling).
+LISTEN_WORKERS = 2
+LISTEN_MAX_ATTEMPTS = 3
+LISTEN_RETRY_DELAY_S = 30.0
+# The largest instance the SCP accepts (a bigger one is refused with "out of resources", not half-written).
+LISTEN_MAX_INSTANCE_BYTES = 2 * 1024**3
+# DICOM network timeouts (association setup, one DIMSE message, an idle connection).
+DIMSE_ACSE_TIMEOUT_S = 30.0
+DIMSE_TIMEOUT_S = 60.0
+DIMSE_NETWORK_TIMEOUT_S = 60.0

@@ -16,5 +16,15 @@ the URL. To build a :class:`okaflow.Case` from a FHIR record and its studies in 
 
 from okaflow.tools.pacs._dicomweb import EXPLICIT_VR_LITTLE_ENDIAN_FRAMES, DICOMwebClient
 from okaflow.tools.pacs._models import Instance, Series, Study, check_uid
+from okaflow.tools.pacs._scp import IncomingInstance, StorageSCP
 
-__all__ = ["EXPLICIT_VR_LITTLE_ENDIAN_FRAMES", "DICOMwebClient", "Instance", "Series", "Study", "check_uid"]
+__all__ = [
+    "EXPLICIT_VR_LITTLE_ENDIAN_FRAMES",
+    "DICOMwebClient",
+    "IncomingInstance",
+    "Instance",
+    "Series",
+    "StorageSCP",
+    "Study",
+    "check_uid",
+]

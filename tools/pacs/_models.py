@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Instance", "Series", "Study", "check_uid", "dataset_from_json", "int_of", "text_of"]
 
-_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+UID_PATTERN = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
 
 def check_uid(value: object, what: str, url: str) -> str:
@@ -23,7 +23,7 @@ def check_uid(value: object, what: str, url: str) -> str:
     UIDs from a server become file names, so anything else (``..``, ``/``) is refused.
     """
     text = str(value or "")
-    if len(text) > 64 or not _UID.match(text):
+    if len(text) > 64 or not UID_PATTERN.match(text):
         raise ClinicalResponseError(
             f"{url} gave a malformed {what} {text[:80]!r}",
             system="DICOMweb",
