@@ -10,6 +10,7 @@ import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from langgraph.runtime import get_runtime
@@ -19,6 +20,7 @@ from okaflow._constants import (
     ANALYSIS_MAX_CLAIM_CHARS,
     ANALYSIS_MAX_CLAIMS,
     ANALYSIS_MAX_TOKENS,
+    APPROVAL_FILE,
     DEFAULT_MAX_STEPS,
 )
 from okaflow._errors import ConfigurationError, OkaflowError
@@ -434,6 +436,8 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
             _emit("publish", "not approved: nothing published")
             return {}
         ctx = _ctx()
+        _record_approval(ctx.run_dir, state["approval"])
+        # A sink that fails stops the run here; resume calls every sink again, so sinks are idempotent.
         done = [s.publish(ctx.run_dir, state["report_paths"]) for s in config.sinks]
         _emit("publish", f"published to {len(done)} sink(s)")
         return {"published": done}
@@ -449,6 +453,21 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
         "approve": approve,
         "publish": publish,
     }
+
+
+def _record_approval(run_dir: Path, approval: dict[str, Any]) -> None:
+    """The decision that lets the run write to other systems, beside the run (``approval.json``) and at the
+    head of what the sinks add to its audit trail: who allowed the writes that follow."""
+    from okaflow._audit import AUDIT_LOG, AuditTrail
+
+    (run_dir / APPROVAL_FILE).write_text(json.dumps(approval, indent=2, sort_keys=True), encoding="utf-8")
+    AuditTrail(run_dir / AUDIT_LOG).record(
+        "approve",
+        system="okaflow",
+        endpoint=run_dir.name,
+        resource="report",
+        detail=f"approved by {approval.get('by') or 'an unnamed approver'}",
+    )
 
 
 def _ref(data: dict[str, Any]) -> ArtifactRef:

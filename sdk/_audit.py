@@ -33,8 +33,11 @@ __all__ = ["AUDIT_LOG", "AuditAction", "AuditTrail", "auditing", "read_audit"]
 AUDIT_LOG = "audit.jsonl"
 
 #: What happened: ``read``/``search``/``retrieve`` take data out, ``create``/``update``/``transaction``/
-#: ``store`` put data in, ``receive`` is a study sent to okaflow, ``echo`` a connectivity check.
-AuditAction = Literal["read", "search", "retrieve", "create", "update", "transaction", "store", "receive", "echo"]
+#: ``store`` put data in, ``receive`` is a study sent to okaflow, ``echo`` a connectivity check, ``approve``
+#: the human decision that allowed a run's writes.
+AuditAction = Literal[
+    "read", "search", "retrieve", "create", "update", "transaction", "store", "receive", "echo", "approve"
+]
 
 _LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()

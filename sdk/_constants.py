@@ -60,6 +60,8 @@ VLLM_STOP_TIMEOUT_S = 20.0
 DEFAULT_RUNS_DIR = "runs"
 # A run directory's manifest file.
 RUN_MANIFEST = "run.json"
+# The human decision that let a run publish (who, when, note), written before any sink runs.
+APPROVAL_FILE = "approval.json"
 
 # Case folder conventions.
 CASE_MANIFEST = "case.json"

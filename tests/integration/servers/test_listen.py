@@ -143,6 +143,9 @@ def test_runs_wait_for_approval_before_anything_is_published(tmp_path: Path) -> 
     case = spool / "jobs" / job.id / "case"
     result = okaflow.approve(job.run_dir, case, approved=True, by="dr-test", sinks=[FolderSink(published)])
     assert result.status == "completed" and (published / Path(job.run_dir).name / "report.html").is_file()
+    # Who allowed the write is beside the run and heads what the sinks added to its audit trail.
+    assert json.loads((Path(job.run_dir) / "approval.json").read_text())["by"] == "dr-test"
+    assert okaflow.read_audit(job.run_dir)[-1]["action"] == "approve"
     # Unattended publishing is asked for explicitly.
     unattended = tmp_path / "unattended"
     with okaflow.ListenService(
