@@ -119,6 +119,8 @@ def build_writeback(
     Raises:
         PublishError: the run has no report, or a resource built does not validate (naming it and the field).
     """
+    if status not in ("final", "preliminary"):
+        raise PublishError(f"a published report's status is 'final' or 'preliminary', not {status!r}")
     root = Path(run_dir)
     report, html, thread_id = _read_run(root)
     created = report.created
@@ -404,5 +406,5 @@ def _validate(bundle: dict[str, Any], version: FHIRVersion) -> None:
         raise PublishError(
             f"the {rtype} built for FHIR {version} fails validation at {first.path}: {first.message}{more}; "
             "nothing was sent",
-            hint="this is a bug in okaflow or in the report's content: keep the run directory and report it",
+            hint="check what you passed (code=, patient=); otherwise it is a bug: keep the run directory and report it",
         )
