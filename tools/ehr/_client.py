@@ -18,7 +18,6 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from email.utils import format_datetime
@@ -45,10 +44,10 @@ from okaflow._errors import (
     ClinicalResponseError,
     ClinicalStatusError,
     ConfigurationError,
-    PatientNotFoundError,
     TokenRequestError,
 )
 from okaflow.model_backend._http import HttpCall, RetryPolicy, send_with_retries
+from okaflow.tools.ehr._answers import ConditionalRead, check_transaction_response, patient_not_found
 from okaflow.tools.ehr._auth import BearerToken, FHIRAuth
 from okaflow.tools.fhir import FHIRVersion
 
@@ -58,30 +57,6 @@ JSONObject = dict[str, Any]
 _FHIR_JSON = "application/fhir+json"
 # A write is re-sent only on answers saying the server did not act on it (rate limit, unavailable).
 _WRITE_RETRY_STATUSES = frozenset({429, 503})
-
-
-@dataclass(frozen=True)
-class ConditionalRead:
-    """The answer to a conditional read (:meth:`FHIRClient.read` with ``if_none_match`` / ``if_modified_since``).
-
-    Attributes:
-        resource: The resource as it is now; None when the server answered 304 Not Modified.
-        not_modified: True when the copy the caller holds is still current (HTTP 304).
-        etag: The version tag the server sent (``W/"3"``), for the next conditional read.
-        last_modified: The server's ``Last-Modified`` header, if any.
-    """
-
-    resource: JSONObject | None
-    not_modified: bool
-    etag: str | None = None
-    last_modified: str | None = None
-
-    @property
-    def modified(self) -> bool:
-        """True when the server sent a (newer) copy of the resource."""
-        return not self.not_modified
-
-
 _VERSIONS: dict[str, FHIRVersion] = {"4.0": "R4", "4.3": "R4B", "5.0": "R5"}
 
 
@@ -258,7 +233,7 @@ class FHIRClient(Closing):
             response = self._send(f"{self.base_url}/{path}", headers=conditions, not_modified_ok=bool(conditions))
         except ClinicalNotFoundError as exc:
             if resource_type == "Patient":
-                raise _patient_not_found(exc, resource_id) from None
+                raise patient_not_found(exc, resource_id) from None
             raise
         etag, modified = response.headers.get("etag"), response.headers.get("last-modified")
         if response.status_code == 304:
@@ -286,7 +261,7 @@ class FHIRClient(Closing):
         try:
             return list(self._paged(f"Patient/{patient_id}/$everything", {}))
         except ClinicalNotFoundError as exc:
-            raise _patient_not_found(exc, patient_id) from None
+            raise patient_not_found(exc, patient_id) from None
 
     def find_patient_ids(self, identifier: str, *, system: str | None = None) -> list[str]:
         """The server's ids of the Patients carrying ``identifier`` (an MRN, say), optionally of one ``system``."""
@@ -342,7 +317,7 @@ class FHIRClient(Closing):
             resource=f"Bundle(transaction): {names}",
         )
         answer = self._json(response, self.base_url)
-        _check_transaction_response(answer, len(entries), self.base_url)
+        check_transaction_response(answer, len(entries), self.base_url)
         return answer
 
     def create(self, resource: JSONObject, *, if_none_exist: str | None = None) -> JSONObject:
@@ -503,38 +478,3 @@ class FHIRClient(Closing):
             raise ClinicalResponseError(f"{where} links back to a page already read: {nxt}", system="FHIR", url=nxt)
         seen.add(nxt)
         return nxt
-
-
-def _patient_not_found(exc: ClinicalNotFoundError, patient_id: str) -> PatientNotFoundError:
-    return PatientNotFoundError(
-        f"no Patient/{patient_id} on {exc.url.split('/Patient/')[0]}: {exc.message.split(': ', 1)[-1]}",
-        patient_id=patient_id,
-        url=exc.url,
-        status_code=exc.status_code,
-        response=exc.response,
-        body=exc.body,
-        hint="pass the server's resource id; find it from an MRN with FHIRClient.find_patient_ids(mrn)",
-    )
-
-
-def _check_transaction_response(answer: JSONObject, sent: int, url: str) -> None:
-    """Raise unless ``answer`` is a transaction-response Bundle with one 2xx entry per request sent."""
-    problem = None
-    entries = answer.get("entry") if isinstance(answer.get("entry"), list) else None
-    if answer.get("resourceType") != "Bundle" or answer.get("type") != "transaction-response":
-        problem = f"a {answer.get('resourceType')!r} of type {answer.get('type')!r}, not a transaction-response Bundle"
-    elif entries is None or len(entries) != sent:
-        problem = f"{len(entries or [])} response entries for {sent} requests"
-    else:
-        for index, entry in enumerate(entries):
-            status = str(((entry or {}).get("response") or {}).get("status") or "")
-            if not status.startswith("2"):
-                problem = f"entry {index} has status {status or '(none)'!r}"
-                break
-    if problem is not None:
-        raise ClinicalResponseError(
-            f"POST {url} (transaction) answered {problem}",
-            system="FHIR",
-            url=url,
-            hint="the server may have stored part of it: search for what was sent before sending it again",
-        )

@@ -134,7 +134,8 @@ class FHIRSink:
         if not found:
             return None
         url = f"{self.client.base_url}/DiagnosticReport/{found[0]['id']}"
-        _write_record(root, {"server": self.client.base_url, "already_published": True, "diagnostic_report": url})
+        if not (root / PUBLISHED_FHIR).is_file():  # keep the first publish's full record where there is one
+            _write_record(root, {"server": self.client.base_url, "already_published": True, "diagnostic_report": url})
         return f"{url} (published before; nothing sent)"
 
     def _existing(self, patient: str, resource_type: str, ids: list[str]) -> list[str]:
