@@ -74,6 +74,8 @@ _RETRYABLE_TRANSPORT = (
     httpx.WriteError,
     httpx.RemoteProtocolError,
 )
+# Failures that happen before a request can have reached the server: repeating such a request is always safe.
+_UNSENT_TRANSPORT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _MAX_BODY_IN_MESSAGE = 500
 # vLLM: "At most 1 image(s) may be provided in one prompt."
 _IMAGE_LIMIT = re.compile(r"at most \d+ image", re.IGNORECASE)
@@ -222,6 +224,11 @@ class HttpCall:
     (``(field, (filename, bytes, media type))``; bytes, not streams, so every attempt sends the same body);
     ``errors`` maps failures to typed errors (default: the model-backend classes, naming ``backend`` and
     ``base_url``).
+
+    A request that is not safe to repeat (a FHIR transaction POST) narrows what is retried:
+    ``retry_statuses`` replaces the default 408/409/429/5xx, and ``retry_unsent_only`` retries only
+    transport failures that happen before the request can have reached the server (refused connection,
+    connect timeout, no pooled connection), never a read timeout or a dropped response.
     """
 
     method: str
@@ -236,6 +243,16 @@ class HttpCall:
     data: dict[str, str] | None = None
     files: list[tuple[str, tuple[str, bytes, str]]] | None = None
     errors: ErrorMapper | None = None
+    retry_statuses: frozenset[int] | None = None
+    retry_unsent_only: bool = False
+
+    def retries_status(self, code: int) -> bool:
+        """Whether a response with status ``code`` is worth another attempt."""
+        return _retryable_status(code) if self.retry_statuses is None else code in self.retry_statuses
+
+    def retries_transport(self, exc: httpx.TransportError) -> bool:
+        """Whether a transport failure is worth another attempt."""
+        return isinstance(exc, _UNSENT_TRANSPORT if self.retry_unsent_only else _RETRYABLE_TRANSPORT)
 
     def send_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of ``client.request`` / ``client.stream`` for this call."""
@@ -276,16 +293,14 @@ def retry_loop(
         last = number == call.policy.max_retries
         try:
             response = attempt()
-        except _RETRYABLE_TRANSPORT as exc:
-            if last:
+        except httpx.TransportError as exc:
+            if last or not call.retries_transport(exc):
                 raise call.transport_error(exc, attempts=number + 1) from exc
             sleep(call.policy.delay(number, None, rng))
             continue
-        except httpx.TransportError as exc:
-            raise call.transport_error(exc, attempts=number + 1) from exc
         if response.is_success:
             return response
-        if last or not _retryable_status(response.status_code):
+        if last or not call.retries_status(response.status_code):
             raise call.status_error(response, attempts=number + 1)
         sleep(call.policy.delay(number, response, rng))
     raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
@@ -304,16 +319,14 @@ async def aretry_loop(
         last = number == call.policy.max_retries
         try:
             response = await attempt()
-        except _RETRYABLE_TRANSPORT as exc:
-            if last:
+        except httpx.TransportError as exc:
+            if last or not call.retries_transport(exc):
                 raise call.transport_error(exc, attempts=number + 1) from exc
             await sleep(call.policy.delay(number, None, rng))
             continue
-        except httpx.TransportError as exc:
-            raise call.transport_error(exc, attempts=number + 1) from exc
         if response.is_success:
             return response
-        if last or not _retryable_status(response.status_code):
+        if last or not call.retries_status(response.status_code):
             raise call.status_error(response, attempts=number + 1)
         await sleep(call.policy.delay(number, response, rng))
     raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover

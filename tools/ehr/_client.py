@@ -1,18 +1,27 @@
-"""A FHIR REST client for pulling one patient's record: R4, R4B and R5 servers, paging, bearer or SMART auth.
+"""A FHIR REST client: one patient's record in (R4, R4B and R5 servers, paging, conditional reads), a
+transaction Bundle out; bearer or SMART auth.
 
 Every request goes through okaflow's one retry layer (``model_backend._http``: bounded timeouts,
 backoff with jitter, ``Retry-After``, retries of 408/409/429/5xx and connection failures only) and fails
 with a :class:`~okaflow.ClinicalSystemError` naming the URL. Paging follows ``next`` links only while
 they stay on the server the client was pointed at: a link elsewhere would carry the credentials there.
+
+Writes are not safe to repeat blindly (a lost answer to a POST that was stored would store it twice), so
+a write is retried only where the server cannot have acted on it: a connection that never opened, 429
+and 503. Make the Bundle idempotent too (``ifNoneExist`` on every entry, as
+:func:`okaflow.tools.ehr.build_writeback` does) so a re-sent push finds what the first one stored.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from email.utils import format_datetime
+from typing import Any, overload
 from urllib.parse import urlsplit
 
 import httpx
@@ -33,18 +42,21 @@ from okaflow._errors import (
     ClinicalAuthenticationError,
     ClinicalNotFoundError,
     ClinicalResponseError,
+    ClinicalStatusError,
     ConfigurationError,
-    PatientNotFoundError,
     TokenRequestError,
 )
 from okaflow.model_backend._http import HttpCall, RetryPolicy, send_with_retries
+from okaflow.tools.ehr._answers import ConditionalRead, check_transaction_response, patient_not_found
 from okaflow.tools.ehr._auth import BearerToken, FHIRAuth
 from okaflow.tools.fhir import FHIRVersion
 
-__all__ = ["FHIRClient", "JSONObject"]
+__all__ = ["ConditionalRead", "FHIRClient", "JSONObject"]
 
 JSONObject = dict[str, Any]
 _FHIR_JSON = "application/fhir+json"
+# A write is re-sent only on answers saying the server did not act on it (rate limit, unavailable).
+_WRITE_RETRY_STATUSES = frozenset({429, 503})
 _VERSIONS: dict[str, FHIRVersion] = {"4.0": "R4", "4.3": "R4B", "5.0": "R5"}
 
 
@@ -161,26 +173,79 @@ class FHIRClient(Closing):
         return any(isinstance(op, dict) and op.get("name") == wanted for op in resource.get("operation") or [])
 
     # -- reads ------------------------------------------------------------------------------------
-    def read(self, resource_type: str, resource_id: str) -> JSONObject:
-        """``GET [base]/{type}/{id}``.
+    @overload
+    def read(self, resource_type: str, resource_id: str) -> JSONObject: ...
+
+    @overload
+    def read(
+        self,
+        resource_type: str,
+        resource_id: str,
+        *,
+        if_none_match: str,
+        if_modified_since: datetime | str | None = None,
+    ) -> ConditionalRead: ...
+
+    @overload
+    def read(
+        self,
+        resource_type: str,
+        resource_id: str,
+        *,
+        if_none_match: None = None,
+        if_modified_since: datetime | str,
+    ) -> ConditionalRead: ...
+
+    def read(
+        self,
+        resource_type: str,
+        resource_id: str,
+        *,
+        if_none_match: str | None = None,
+        if_modified_since: datetime | str | None = None,
+    ) -> JSONObject | ConditionalRead:
+        """``GET [base]/{type}/{id}``: the resource, or, asked conditionally, whether it changed.
+
+        Args:
+            resource_type: ``"Patient"``, ``"DiagnosticReport"`` …
+            resource_id: The server's id.
+            if_none_match: An ETag from an earlier read (``W/"2"``): the server answers 304 if it is current.
+            if_modified_since: A time (aware ``datetime`` or an HTTP date): 304 if not changed since.
+
+        Returns:
+            The resource (a plain read), or a :class:`ConditionalRead` when either condition is given.
+            A server that ignores the condition (many ignore ``If-Modified-Since``) sends the resource.
 
         Raises:
             PatientNotFoundError: ``resource_type`` is Patient and the server has no such patient.
             ClinicalNotFoundError: another resource type and no such resource.
         """
+        path = f"{resource_type}/{resource_id}"
+        conditions: dict[str, str] = {}
+        if if_none_match is not None:
+            conditions["If-None-Match"] = if_none_match
+        if if_modified_since is not None:
+            since = if_modified_since
+            conditions["If-Modified-Since"] = (
+                format_datetime(since, usegmt=True) if isinstance(since, datetime) else since
+            )
         try:
-            resource = self.get(f"{resource_type}/{resource_id}")
+            response = self._send(f"{self.base_url}/{path}", headers=conditions, not_modified_ok=bool(conditions))
         except ClinicalNotFoundError as exc:
             if resource_type == "Patient":
-                raise _patient_not_found(exc, resource_id) from None
+                raise patient_not_found(exc, resource_id) from None
             raise
+        etag, modified = response.headers.get("etag"), response.headers.get("last-modified")
+        if response.status_code == 304:
+            return ConditionalRead(None, True, etag or if_none_match, modified)
+        resource = self._json(response, f"{self.base_url}/{path}")
         if resource.get("resourceType") != resource_type:
             raise ClinicalResponseError(
-                f"{self.base_url}/{resource_type}/{resource_id} answered a {resource.get('resourceType')!r}",
+                f"{self.base_url}/{path} answered a {resource.get('resourceType')!r}",
                 system="FHIR",
-                url=f"{self.base_url}/{resource_type}/{resource_id}",
+                url=f"{self.base_url}/{path}",
             )
-        return resource
+        return ConditionalRead(resource, False, etag, modified) if conditions else resource
 
     def search(self, resource_type: str, params: Mapping[str, str | list[str]] | None = None) -> list[JSONObject]:
         """Search ``resource_type`` and follow every ``next`` link; all pages' entries, in order.
@@ -196,7 +261,7 @@ class FHIRClient(Closing):
         try:
             return list(self._paged(f"Patient/{patient_id}/$everything", {}))
         except ClinicalNotFoundError as exc:
-            raise _patient_not_found(exc, patient_id) from None
+            raise patient_not_found(exc, patient_id) from None
 
     def find_patient_ids(self, identifier: str, *, system: str | None = None) -> list[str]:
         """The server's ids of the Patients carrying ``identifier`` (an MRN, say), optionally of one ``system``."""
@@ -216,46 +281,135 @@ class FHIRClient(Closing):
         """
         url = path_or_url if "://" in path_or_url else f"{self.base_url}/{path_or_url.lstrip('/')}"
         full = str(httpx.URL(url, params=dict(params)) if params else httpx.URL(url))
-        response = self._send(full)
+        return self._json(self._send(full), full)
+
+    # -- writes -----------------------------------------------------------------------------------
+    def transaction(self, bundle: JSONObject) -> JSONObject:
+        """POST a ``transaction`` Bundle to the base: all of it is stored, or (the server rolls back) none.
+
+        The request is re-sent only where the server cannot have acted on it (no connection, 429, 503);
+        give entries ``request.ifNoneExist`` so that even a re-sent push cannot store twice.
+
+        Args:
+            bundle: A Bundle of ``type`` ``transaction`` (entries with ``request``; ``urn:uuid`` fullUrls
+                may be referenced between entries).
+
+        Returns:
+            The server's ``transaction-response`` Bundle: one entry per request, in order, each with
+            ``response.status`` (``201 Created``, or ``200 OK`` where ``ifNoneExist`` matched) and ``location``.
+
+        Raises:
+            ConfigurationError: ``bundle`` is not a transaction Bundle.
+            ClinicalRejectedError: the server refused it (400/409/412/422); nothing of it was stored.
+            ClinicalResponseError: the answer is not a transaction-response with one 2xx entry per request.
+            ClinicalSystemError: connection, auth and other failures, naming the URL.
+        """
+        entries = bundle.get("entry") or []
+        if bundle.get("resourceType") != "Bundle" or bundle.get("type") != "transaction" or not entries:
+            raise ConfigurationError("transaction() takes a Bundle of type 'transaction' with at least one entry")
+        written = Counter(str((e.get("resource") or {}).get("resourceType", "?")) for e in entries)
+        names = ", ".join(f"{t}×{n}" if n > 1 else t for t, n in written.items())
+        response = self._send(
+            self.base_url,
+            method="POST",
+            body=json.dumps(bundle).encode(),
+            action="transaction",
+            resource=f"Bundle(transaction): {names}",
+        )
+        answer = self._json(response, self.base_url)
+        check_transaction_response(answer, len(entries), self.base_url)
+        return answer
+
+    def create(self, resource: JSONObject, *, if_none_exist: str | None = None) -> JSONObject:
+        """``POST [base]/{type}``: one resource; with ``if_none_exist`` (a search query) a conditional create.
+
+        Returns:
+            The stored resource as the server answered it (the existing one where ``if_none_exist`` matched).
+
+        Raises:
+            ClinicalRejectedError: the server refused it (400/409/412/422, e.g. the query matched several).
+        """
+        rtype = str(resource.get("resourceType") or "")
+        if not rtype:
+            raise ConfigurationError("create() takes a FHIR resource (it has no resourceType)")
+        url = f"{self.base_url}/{rtype}"
+        headers = {"If-None-Exist": if_none_exist} if if_none_exist else {}
+        response = self._send(
+            url, method="POST", body=json.dumps(resource).encode(), headers=headers, action="create", resource=rtype
+        )
+        if not response.content.strip():  # Prefer: return=minimal servers answer with a Location only
+            return {"resourceType": rtype, "location": response.headers.get("location")}
+        return self._json(response, url)
+
+    # -- HTTP -------------------------------------------------------------------------------------
+    def _json(self, response: httpx.Response, url: str) -> JSONObject:
         try:
             data = json.loads(response.text, parse_float=Decimal)
         except ValueError:
             raise ClinicalResponseError(
-                f"GET {full} answered {response.headers.get('content-type') or 'no content type'}, not JSON "
+                f"{response.request.method} {url} answered "
+                f"{response.headers.get('content-type') or 'no content type'}, not JSON "
                 f"(starts {response.text[:60]!r})",
                 system="FHIR",
-                url=full,
+                url=url,
                 hint="is base_url a FHIR server's base? (a login page or proxy error answers HTML)",
             ) from None
         if not isinstance(data, dict):
-            raise ClinicalResponseError(f"GET {full} answered a JSON {type(data).__name__}", system="FHIR", url=full)
+            raise ClinicalResponseError(
+                f"{response.request.method} {url} answered a JSON {type(data).__name__}", system="FHIR", url=url
+            )
         return data
 
-    def _send(self, url: str) -> httpx.Response:
+    def _send(
+        self,
+        url: str,
+        *,
+        method: str = "GET",
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        not_modified_ok: bool = False,
+        action: AuditAction | None = None,
+        resource: str | None = None,
+    ) -> httpx.Response:
+        def once() -> httpx.Response:
+            return self._send_once(url, method, body, headers or {}, not_modified_ok)
+
         if self.audit is None:
-            return self._send_once(url)
-        resource = url[len(self.base_url) :].lstrip("/") if url.startswith(self.base_url) else url
-        action: AuditAction = "search" if "?" in resource or "/" not in resource.split("?")[0] else "read"
+            return once()
+        if resource is None:
+            resource = url[len(self.base_url) :].lstrip("/") if url.startswith(self.base_url) else url
+        if action is None:
+            action = "search" if "?" in resource or "/" not in resource.split("?")[0] else "read"
         with self.audit.watch(action, system="FHIR", endpoint=self.base_url, resource=resource) as entry:
-            response = self._send_once(url)
+            response = once()
             entry["status"] = response.status_code
+            if method == "POST" and response.headers.get("location"):
+                entry["detail"] = f"location {response.headers['location']}"
         return response
 
-    def _send_once(self, url: str) -> httpx.Response:
+    def _send_once(
+        self, url: str, method: str, body: bytes | None, extra: Mapping[str, str], not_modified_ok: bool
+    ) -> httpx.Response:
+        write = method != "GET"
         for attempt in range(2):
-            headers = {"Accept": _FHIR_JSON}
+            headers = {"Accept": _FHIR_JSON, **extra}
+            if body is not None:
+                headers["Content-Type"] = _FHIR_JSON
             if self.auth is not None:
                 headers["Authorization"] = self.auth.authorization(self._http, self.base_url)
             call = HttpCall(
-                method="GET",
+                method=method,
                 url=url,
                 json=None,
+                content=body,
                 headers=headers,
                 timeout=self.timeout,
                 policy=self.policy,
                 base_url=self.base_url,
                 backend="FHIR",
                 errors=HttpxClinicalErrors("FHIR", credentials=self.auth is not None),
+                retry_statuses=_WRITE_RETRY_STATUSES if write else None,
+                retry_unsent_only=write,
             )
             try:
                 response = send_with_retries(self._http, call)
@@ -263,9 +417,16 @@ class FHIRClient(Closing):
                 raise  # the token endpoint itself refused: asking again would be refused again
             except ClinicalAuthenticationError:
                 # A cached SMART token may have been revoked or expired early: ask for a new one, once.
+                # (A 401 means the server did not act on the request, so this is safe for a write too.)
                 if attempt == 0 and self.auth is not None and not isinstance(self.auth, BearerToken):
                     self.auth.invalidate()
                     continue
+                raise
+            except ClinicalStatusError as exc:
+                # The retry layer counts only 2xx as an answer; a 304 to a conditional read is one.
+                if not_modified_ok and exc.status_code == 304 and isinstance(exc.response, httpx.Response):
+                    self.requests += 1
+                    return exc.response
                 raise
             self.requests += 1
             return response
@@ -317,15 +478,3 @@ class FHIRClient(Closing):
             raise ClinicalResponseError(f"{where} links back to a page already read: {nxt}", system="FHIR", url=nxt)
         seen.add(nxt)
         return nxt
-
-
-def _patient_not_found(exc: ClinicalNotFoundError, patient_id: str) -> PatientNotFoundError:
-    return PatientNotFoundError(
-        f"no Patient/{patient_id} on {exc.url.split('/Patient/')[0]}: {exc.message.split(': ', 1)[-1]}",
-        patient_id=patient_id,
-        url=exc.url,
-        status_code=exc.status_code,
-        response=exc.response,
-        body=exc.body,
-        hint="pass the server's resource id; find it from an MRN with FHIRClient.find_patient_ids(mrn)",
-    )
