@@ -21,7 +21,8 @@ What is written, and why each choice (R4/R4B servers get R4 resources, validated
     ``target`` every resource above; ``agent`` okaflow (``who`` an identifier ``urn:okaflow:software|
     okaflow/<version>``, type Device, role *assembler*) and each model (``urn:okaflow:model|<model id>``,
     display naming the backend, role *author*); the prompts as ``entity`` (role *source*, ``what``
-    identifier ``urn:okaflow:prompt-sha256|<hash>``): a reader can match each to ``model_calls.jsonl``.
+    identifier ``urn:okaflow:prompt-sha256|<hash>``): a reader can match each to ``model_calls.jsonl``;
+    and the human who approved the release (``approval.json``), role *verifier*.
 
 Every resource carries ``meta.tag`` ``urn:okaflow:run|<thread id>``, so one search finds all a run wrote.
 Every entry is a conditional create (``ifNoneExist``: the identifier, or for the Provenance, which has no
@@ -39,7 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
-from okaflow._constants import RUN_MANIFEST
+from okaflow._constants import APPROVAL_FILE, RUN_MANIFEST
 from okaflow._errors import PublishError
 from okaflow._types import Evidence, utc_now
 from okaflow.tools.fhir import FHIRVersion
@@ -141,7 +142,7 @@ def build_writeback(
     diagnostic = _diagnostic_report(report, html, patient, thread_id, status, tag, version, pdf, code)
     diagnostic.update(_links(version, observations, imaging_studies, media_links))
     entries.insert(0, _entry(report_url, diagnostic, _token_query("identifier", RUN_SYSTEM, thread_id)))
-    provenance = _provenance(report, [report_url, *image_urls], patient, tag, version)
+    provenance = _provenance(report, [report_url, *image_urls], patient, tag, version, _approval(root))
     entries.append(_entry(_urn(), provenance, _token_query("_tag", RUN_SYSTEM, thread_id)))
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
     _validate(bundle, version)
@@ -293,8 +294,21 @@ def _image_note(block: ImageBlock | GeneratedImageBlock) -> str:
     return f"DERIVED — classical processing ({made}) of {sources}; not an original acquisition. {block.label}".strip()
 
 
+def _approval(root: Path) -> dict[str, Any] | None:
+    path = root / APPROVAL_FILE
+    if not path.is_file():
+        return None
+    decision: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return decision if decision.get("approved") else None
+
+
 def _provenance(
-    report: Report, targets: list[str], patient: str, tag: dict[str, str], version: FHIRVersion
+    report: Report,
+    targets: list[str],
+    patient: str,
+    tag: dict[str, str],
+    version: FHIRVersion,
+    approval: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     agents = [
         _agent(
@@ -316,6 +330,15 @@ def _provenance(
         models[report.model_id or report.backend] = report.backend
     for model_id, backend in models.items():
         agents.append(_agent("author", "urn:okaflow:model", model_id, f"model {model_id} ({backend} backend)"))
+    if approval is not None:
+        # The human who let the report leave okaflow (the approval gate): the verifier of what is written.
+        who = approval.get("by") or "an unnamed approver"
+        agents.append(
+            {
+                "type": {"coding": [{"system": _PARTICIPANT, "code": "verifier"}]},
+                "who": {"display": f"approved for release by {who} at {approval.get('at')}"},
+            }
+        )
     resource: dict[str, Any] = {
         "resourceType": "Provenance",
         "meta": {"tag": [tag]},

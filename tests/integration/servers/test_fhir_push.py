@@ -110,6 +110,8 @@ def test_a_run_publishes_to_the_ehr_and_every_link_holds(fhir_server: FHIRServer
         assert targets == {f"DiagnosticReport/{report_id}"} | {f"Media/{m['id']}" for m in media}
         assert provenance["agent"][0]["who"]["identifier"]["value"] == f"okaflow/{okaflow.__version__}"
         assert any(a["who"]["identifier"]["value"] == result.report.model_id for a in provenance["agent"])
+        verifier = [a for a in provenance["agent"] if a["type"]["coding"][0]["code"] == "verifier"]
+        assert "approved for release by unattended" in verifier[0]["who"]["display"], "the approval is not named"
         assert {e["what"]["identifier"]["system"] for e in provenance["entity"]} == {"urn:okaflow:prompt-sha256"}
         # A conditional read of the stored report: not modified.
         again = ehr.read("DiagnosticReport", report_id, if_none_match='W/"1"')
