@@ -161,7 +161,7 @@ def _text_item(block: TextBlock, name: Any, sources: Mapping[str, pydicom.Datase
     children: list[Any] = []
     if block.provenance is not None:
         children += list(_algorithm(block.provenance))
-    for cited in dict.fromkeys(block.cites):
+    for cited in dict.fromkeys(_image_of(c) for c in block.cites):
         ds = sources.get(cited)
         if ds is not None:
             children.append(
@@ -175,6 +175,13 @@ def _text_item(block: TextBlock, name: Any, sources: Mapping[str, pydicom.Datase
     if children:
         item.ContentSequence = ContentSequence(children)
     return item
+
+
+def _image_of(evidence_id: str) -> str:
+    """The image a citation rests on: a measurement (``Measurement/<image>/<name>``) cites its image."""
+    if evidence_id.startswith("Measurement/"):
+        return "Image/" + evidence_id.removeprefix("Measurement/").rsplit("/", 1)[0]
+    return evidence_id
 
 
 def _algorithm(prov: Provenance) -> Any:
