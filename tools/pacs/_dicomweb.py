@@ -1,9 +1,10 @@
-"""A DICOMweb client for pulling studies: QIDO-RS searches and WADO-RS retrieval, via dicomweb-client.
+"""A DICOMweb client: QIDO-RS searches, WADO-RS retrieval and STOW-RS storage, via dicomweb-client.
 
 dicomweb-client speaks HTTP through ``requests``, so the one retry layer here is urllib3's ``Retry``
 mounted on the session, set from okaflow's retry defaults (backoff with jitter, ``Retry-After``
-honoured, retries of connection failures and 408/429/5xx on GETs only), and dicomweb-client's own
-retrying is switched off. Every request is bounded by a timeout. Failures become
+honoured, retries of connection failures and 408/429/5xx on GETs only: a STOW-RS POST is never
+retried here, the caller publishes again with the same UIDs), and dicomweb-client's own retrying is
+switched off. Every request is bounded by a timeout. Failures become
 :class:`~okaflow.ClinicalSystemError` subclasses naming the URL.
 """
 
@@ -30,6 +31,7 @@ from okaflow._constants import (
 )
 from okaflow._errors import ClinicalResponseError, ConfigurationError, MissingExtraError
 from okaflow.tools.pacs._models import Instance, Series, Study, check_uid, dataset_from_json, int_of, text_of
+from okaflow.tools.pacs._stow import failed_in_body, raise_for_failures, rejected
 
 if TYPE_CHECKING:
     import pydicom
@@ -59,7 +61,7 @@ def _dicomweb() -> Any:
 
 
 class DICOMwebClient(Closing):
-    """Searches and retrieves from one DICOMweb server (QIDO-RS, WADO-RS). A context manager.
+    """Searches, retrieves from and stores to one DICOMweb server (QIDO-RS, WADO-RS, STOW-RS). A context manager.
 
     Args:
         url: The DICOMweb root (``https://pacs.example/dicom-web``); default ``$OKAFLOW_DICOMWEB_URL``.
@@ -256,6 +258,45 @@ class DICOMwebClient(Closing):
             paths.append(path)
         return paths
 
+    # -- STOW-RS ----------------------------------------------------------------------------------
+    def store_instances(self, datasets: Sequence[pydicom.Dataset]) -> list[str]:
+        """Store instances in one STOW-RS request; their SOP Instance UIDs, in the order given.
+
+        Storing an instance the server already holds (same SOP Instance UID) stores nothing new, so
+        sending the same objects again is safe. Audited as action ``store``.
+
+        Args:
+            datasets: Complete instances (with file meta information), e.g. from highdicom.
+
+        Raises:
+            ClinicalRejectedError: The server refused some or all instances (a 409, a 202 whose Failed SOP
+                Sequence names instances, a 400); the message names each refused SOP Instance UID and why.
+            ClinicalResponseError: The answer does not account for an instance that was sent.
+            ClinicalSystemError: Any other failure (connection, timeout, 401/403, 5xx).
+        """
+        import requests
+
+        url = f"{self.url}/studies"
+        # Not checked here: an instance the server cannot take is the server's to refuse, by name.
+        sent = [str(ds.get("SOPInstanceUID", "")) for ds in datasets]
+        if not sent:
+            return []
+        with self._errors(url, "store") as note:
+            try:
+                answer = self._client.store_instances(list(datasets))
+            except requests.HTTPError as exc:
+                response = exc.response
+                failed = failed_in_body(response.text) if response is not None else {}
+                if response is not None and failed:
+                    raise rejected(
+                        failed, url=url, status_code=response.status_code, response=response, body=response.text[:4000]
+                    ) from exc
+                raise
+            # dicomweb-client hides the status: failures in a success answer mean 202 (stored in part).
+            stored = raise_for_failures(answer, sent, url=url, status_code=202, response=answer)
+            note["detail"] = f"stored {len(stored)} instance(s): {', '.join(stored)}"[:2000]
+        return stored
+
     # -- internals --------------------------------------------------------------------------------
     def _instance_url(self, i: Instance) -> str:
         return f"{self.url}/studies/{i.study_uid}/series/{i.series_uid}/instances/{i.sop_instance_uid}"
@@ -276,17 +317,23 @@ class DICOMwebClient(Closing):
         )
 
     @contextlib.contextmanager
-    def _errors(self, url: str, action: AuditAction, query: Mapping[str, Any] | None = None) -> Iterator[None]:
+    def _errors(
+        self, url: str, action: AuditAction, query: Mapping[str, Any] | None = None
+    ) -> Iterator[dict[str, Any]]:
         """requests' and dicomweb-client's failures as typed clinical-system errors; the audit entry.
 
-        The query goes to the audit trail only: it names patients, and errors end up in logs.
+        The query goes to the audit trail only: it names patients, and errors end up in logs. The block
+        may set ``detail`` (and ``status``) in the dict it is given, for the audit entry.
         """
         with contextlib.ExitStack() as stack:
+            note: dict[str, Any] = {}
             if self.audit is not None:
                 resource = url[len(self.url) :].lstrip("/") + (f"?{urlencode(query)}" if query else "")
-                stack.enter_context(self.audit.watch(action, system="DICOMweb", endpoint=self.url, resource=resource))
+                note = stack.enter_context(
+                    self.audit.watch(action, system="DICOMweb", endpoint=self.url, resource=resource)
+                )
             with self._typed_errors(url):
-                yield
+                yield note
 
     @contextlib.contextmanager
     def _typed_errors(self, url: str) -> Iterator[None]:

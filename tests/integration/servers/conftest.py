@@ -212,6 +212,8 @@ STUDIES = {
     "CT_STUDY": ("CT_small.dcm", "OKA-PACS-001", "ACC-PACS-001", None),
     "MR_STUDY": ("MR_small.dcm", "OKA-PACS-001", "ACC-PACS-002", None),
     "OTHER_MR_STUDY": ("MR_small.dcm", "OKA-PACS-002", "ACC-PACS-003", "okaflow-tests-patient-2"),
+    # Written back into by the DICOM sink tests, so the pull tests never meet their SR and images.
+    "WRITEBACK_STUDY": ("CT_small.dcm", "OKA-PACS-003", "ACC-PACS-004", "okaflow-tests-writeback"),
 }
 
 
