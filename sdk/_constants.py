@@ -80,6 +80,19 @@ FHIR_MAX_PAGES = 200
 # token is renewed this long before it expires (at most half its lifetime).
 SMART_ASSERTION_LIFETIME_S = 300
 SMART_REFRESH_MARGIN_S = 60.0
+# DIMSE (okaflow.tools.pacs.DIMSEClient): the PACS's address and AE title, and ours. A PACS answers an association
+# request or a DIMSE message in seconds; the network timeout closes an association left idle; a C-MOVE or a
+# study-level C-GET as a whole is bounded by its own deadline (every instance must have arrived by then).
+ENV_DIMSE_HOST = "OKAFLOW_DIMSE_HOST"
+ENV_DIMSE_PORT = "OKAFLOW_DIMSE_PORT"
+ENV_DIMSE_AET = "OKAFLOW_DIMSE_AET"
+ENV_DIMSE_CALLING_AET = "OKAFLOW_DIMSE_CALLING_AET"
+DIMSE_CALLING_AET = "OKAFLOW"
+DIMSE_CONNECT_TIMEOUT_S = 5.0
+DIMSE_ACSE_TIMEOUT_S = 30.0
+DIMSE_TIMEOUT_S = 60.0
+DIMSE_NETWORK_TIMEOUT_S = 60.0
+DIMSE_RETRIEVE_DEADLINE_S = 600.0
 # pull_case: the most DICOM instances copied into one case (a CT series can hold thousands).
 PULL_MAX_INSTANCES = 2000
 # Generation tools.
