@@ -78,7 +78,7 @@ if TYPE_CHECKING:
     from okaflow._case import Case
     from okaflow._diff import RunDiff, diff_runs
     from okaflow._export import export_run, import_run
-    from okaflow._pull import pull_case
+    from okaflow._pull import pull_case, pull_study
     from okaflow._replay import ReplayResult, replay
     from okaflow._rerun import rerun
     from okaflow._resume import resume
@@ -179,6 +179,7 @@ __all__ = [
     "import_run",
     "list_workflows",
     "pull_case",
+    "pull_study",
     "read_audit",
     "register_workflow",
     "replay",
@@ -191,6 +192,7 @@ __all__ = [
 _LAZY = {
     "Case": "okaflow._case",
     "pull_case": "okaflow._pull",
+    "pull_study": "okaflow._pull",
     "RunResult": "okaflow._run",
     "approve": "okaflow._run",
     "arun": "okaflow._run",
