@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from okaflow._constants import ENV_DIMSE_HOST, ENV_DIMSE_PORT
@@ -25,28 +23,23 @@ from okaflow._errors import (
     ClinicalConnectionError,
     ClinicalSystemError,
     ClinicalTimeoutError,
-    ConfigurationError,
     DIMSEStatusError,
 )
 
 if TYPE_CHECKING:
     import pydicom
 
-    from okaflow.tools.pacs._models import Instance
-
 __all__ = [
     "STUDY_ROOT_FIND",
     "STUDY_ROOT_GET",
     "STUDY_ROOT_MOVE",
     "VERIFICATION",
-    "InstanceReceiver",
     "Peer",
     "associate",
     "require_context",
     "response_status",
     "status_category",
     "status_error",
-    "storage_scp",
 ]
 
 #: The SOP classes okaflow asks for (pynetdicom's sop_class module makes these at run time, unseen by mypy).
@@ -68,9 +61,6 @@ _SERVICE_HINTS = {
     "C-STORE": "the PACS refused the instance: its log says why",
 }
 _STATUS_TABLES = {"C-ECHO": "VERIFICATION", "C-FIND": "QR_FIND", "C-GET": "QR_GET", "C-MOVE": "QR_MOVE"}
-# A C-STORE is answered "refused: not authorised" when a PACS sends an instance nobody asked for.
-STORE_REFUSED = 0x0124
-STORE_OUT_OF_RESOURCES = 0xA700
 
 
 @dataclass(frozen=True)
@@ -292,86 +282,9 @@ def status_error(peer: Peer, service: str, code: int, what: str, *, comment: str
     )
 
 
-class InstanceReceiver:
-    """Writes the instances a PACS sends (C-GET sub-operations, C-MOVE to okaflow's storage SCP) to
-    ``folder/<series UID>/<SOP instance UID>.dcm``, exactly as sent; refuses any instance not asked for.
-
-    Args:
-        expected: The instances asked for, by SOP Instance UID (their UIDs already checked as file names).
-        folder: Where they go.
-    """
-
-    def __init__(self, expected: Mapping[str, Instance], folder: Path) -> None:
-        self.expected = dict(expected)
-        self.folder = folder
-        self.received: dict[str, Path] = {}
-        self.error: OSError | None = None
-        self._lock = threading.Lock()
-
-    def handle_store(self, event: Any) -> int:
-        """pynetdicom's ``EVT_C_STORE`` handler: the C-STORE status to answer."""
-        sop = str(event.request.AffectedSOPInstanceUID)
-        instance = self.expected.get(sop)
-        if instance is None:
-            return STORE_REFUSED
-        path = self.folder / instance.series_uid / f"{sop}.dcm"
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(event.encoded_dataset())  # the bytes as sent, with file meta: no re-encoding
-        except OSError as exc:
-            with self._lock:
-                self.error = self.error or exc
-            return STORE_OUT_OF_RESOURCES
-        with self._lock:
-            self.received[sop] = path
-        return 0x0000
-
-    def missing(self) -> list[str]:
-        """SOP Instance UIDs asked for that have not arrived."""
-        with self._lock:
-            return [sop for sop in self.expected if sop not in self.received]
-
-    def paths(self, order: Sequence[str]) -> list[Path]:
-        """The files written, in ``order`` (SOP Instance UIDs); a failed write raises its OSError."""
-        if self.error is not None:
-            raise self.error
-        with self._lock:
-            return [self.received[sop] for sop in order]
-
-
 def _name(uid: str | None) -> str:
     from pydicom.uid import UID
 
     text = str(uid or "")
     name = UID(text).name if text else ""
     return name if name and name != text else text
-
-
-@contextlib.contextmanager
-def storage_scp(peer: Peer, host: str, port: int, receiver: InstanceReceiver, sop_classes: set[str]) -> Iterator[None]:
-    """okaflow's own Storage SCP, AE title ``peer.calling_aet``, listening on ``host:port`` for the block.
-
-    It accepts associations addressed to that AE title only, the ``sop_classes`` (every storage class when
-    one is unknown) in any transfer syntax, and writes through ``receiver``, which refuses instances not
-    asked for.
-    """
-    from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
-
-    ae = AE(ae_title=peer.calling_aet)
-    peer.configure(ae)
-    ae.require_called_aet = True
-    classes = sop_classes or {str(cx.abstract_syntax) for cx in AllStoragePresentationContexts}
-    for uid in sorted(classes):
-        ae.add_supported_context(uid, ALL_TRANSFER_SYNTAXES)
-    try:
-        server = ae.start_server((host, port), block=False, evt_handlers=[(evt.EVT_C_STORE, receiver.handle_store)])
-    except OSError as exc:
-        raise ConfigurationError(
-            f"cannot listen on {host}:{port} for the C-MOVE ({exc})",
-            hint="pass a free port= that the PACS lists for calling_aet as its move destination",
-        ) from exc
-    assert server is not None  # block=False always returns the running server
-    try:
-        yield
-    finally:
-        server.shutdown()

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,19 +30,17 @@ from okaflow._constants import (
     ENV_DIMSE_HOST,
     ENV_DIMSE_PORT,
 )
-from okaflow._errors import ClinicalTimeoutError, ConfigurationError, DIMSEStatusError
+from okaflow._errors import ConfigurationError, DIMSEStatusError
 from okaflow.tools.pacs._association import (
     STUDY_ROOT_FIND,
     STUDY_ROOT_GET,
     STUDY_ROOT_MOVE,
     VERIFICATION,
-    InstanceReceiver,
     Peer,
     associate,
     require_context,
     response_status,
     status_category,
-    storage_scp,
 )
 from okaflow.tools.pacs._dimse_find import (
     instance_from,
@@ -53,6 +50,7 @@ from okaflow.tools.pacs._dimse_find import (
     studies_query,
     study_from,
 )
+from okaflow.tools.pacs._dimse_retrieve import InstanceReceiver, get_contexts, run_get, run_move, storage_scp
 from okaflow.tools.pacs._models import Instance, Series, Study, exact_study_keys, study_matches
 
 if TYPE_CHECKING:
@@ -217,7 +215,7 @@ class DIMSEClient(Closing):
         if not instances:
             return []
         receiver = InstanceReceiver({i.sop_instance_uid: i for i in instances}, Path(folder))
-        with self._get_association(receiver, "retrieve", _resource(instances[0])) as (assoc, watch):
+        with self._get_association(receiver, _resource(instances[0])) as (assoc, watch):
             for instance in instances:
                 keys = {
                     "QueryRetrieveLevel": "IMAGE",
@@ -225,16 +223,12 @@ class DIMSEClient(Closing):
                     "SeriesInstanceUID": instance.series_uid,
                     "SOPInstanceUID": instance.sop_instance_uid,
                 }
+                sop = instance.sop_instance_uid
                 with self._watch("retrieve", _resource(instance)) as entry:
-                    self._get(
-                        assoc,
-                        watch,
-                        keys,
-                        receiver,
-                        [instance.sop_instance_uid],
-                        entry,
-                        f"instance {instance.sop_instance_uid}",
+                    entry["status"] = run_get(
+                        self._peer, assoc, watch, keys, receiver, [sop], f"instance {sop}", DIMSE_RETRIEVE_DEADLINE_S
                     )
+                    entry["detail"] = "C-GET"
         return receiver.paths([i.sop_instance_uid for i in instances])
 
     def retrieve_study(
@@ -257,10 +251,11 @@ class DIMSEClient(Closing):
         order = [i.sop_instance_uid for i in instances]
         resource = f"studies/{study_uid}"
         with (
-            self._get_association(receiver, "retrieve", resource) as (assoc, watch),
+            self._get_association(receiver, resource) as (assoc, watch),
             self._watch("retrieve", resource) as entry,
         ):
-            self._get(assoc, watch, keys, receiver, order, entry, f"study {study_uid}", deadline=deadline)
+            entry["status"] = run_get(self._peer, assoc, watch, keys, receiver, order, f"study {study_uid}", deadline)
+            entry["detail"] = f"C-GET: {len(order)} instances"
         return receiver.paths(order)
 
     # -- C-MOVE -----------------------------------------------------------------------------------
@@ -291,7 +286,6 @@ class DIMSEClient(Closing):
                 ``calling_aet`` as a destination), or did not send every instance.
             ConfigurationError: ``host:port`` cannot be listened on.
         """
-        from pydicom import Dataset
         from pynetdicom import build_context
 
         instances = self.search_instances(study_uid)
@@ -301,27 +295,16 @@ class DIMSEClient(Closing):
         receiver = InstanceReceiver({i.sop_instance_uid: i for i in instances}, Path(folder))
         classes = {i.sop_class_uid for i in instances}
         known = {c for c in classes if c} if None not in classes else set()
-        ends = time.monotonic() + deadline
-        resource = f"studies/{study_uid}"
         with (
             storage_scp(self._peer, host, port, receiver, known),
-            self._exchange("retrieve", resource, [build_context(STUDY_ROOT_MOVE)]) as (assoc, watch, entry),
+            self._exchange("retrieve", f"studies/{study_uid}", [build_context(STUDY_ROOT_MOVE)]) as (
+                assoc,
+                watch,
+                entry,
+            ),
         ):
             require_context(self._peer, assoc, STUDY_ROOT_MOVE, what="C-MOVE")
-            query = Dataset()
-            query.QueryRetrieveLevel = "STUDY"
-            query.StudyInstanceUID = study_uid
-            code = 0
-            for status, _ in assoc.send_c_move(query, self.calling_aet, STUDY_ROOT_MOVE):
-                code = response_status(self._peer, "C-MOVE", status, assoc, watch, what=f"study {study_uid}")
-                if time.monotonic() > ends:
-                    assoc.abort()
-                    raise self._late("C-MOVE", study_uid, deadline, receiver)
-            entry["status"] = code
-            # The PACS answers when its sub-operations end; each C-STORE is answered after its file is written.
-            while receiver.missing() and time.monotonic() < ends:
-                time.sleep(0.05)
-            self._check_arrived("C-MOVE", code, receiver, study_uid)
+            entry["status"] = run_move(self._peer, assoc, watch, study_uid, receiver, deadline)
             entry["detail"] = f"C-MOVE to {self.calling_aet}: {len(order)} instances"
         return receiver.paths(order)
 
@@ -413,86 +396,12 @@ class DIMSEClient(Closing):
             yield assoc, watch, entry
 
     @contextlib.contextmanager
-    def _get_association(
-        self, receiver: InstanceReceiver, action: AuditAction, resource: str
-    ) -> Iterator[tuple[Any, Any]]:
-        """An association for C-GET: the GET model, and each SOP class asked for with okaflow as its SCP."""
-        from pynetdicom import ALL_TRANSFER_SYNTAXES, StoragePresentationContexts, build_context, build_role, evt
-
-        classes = {i.sop_class_uid for i in receiver.expected.values()}
-        if None in classes:  # the PACS did not say: offer the common storage classes
-            classes = {str(cx.abstract_syntax) for cx in StoragePresentationContexts[:127]}
-        if len(classes) > 127:
-            raise ConfigurationError(f"{len(classes)} SOP classes do not fit one C-GET association (127 at most)")
-        # Uncompressed first: what the PACS picks is what lands on disk.
-        syntaxes = ["1.2.840.10008.1.2.1", *(s for s in ALL_TRANSFER_SYNTAXES if s != "1.2.840.10008.1.2.1")]
-        contexts = [
-            build_context(STUDY_ROOT_GET),
-            *(build_context(uid, syntaxes) for uid in sorted(c for c in classes if c)),
-        ]
-        roles = [build_role(uid, scp_role=True) for uid in sorted(c for c in classes if c)]
-        handlers = [(evt.EVT_C_STORE, receiver.handle_store)]
-        with self._association(action, resource, contexts, roles=roles, handlers=handlers) as (assoc, watch):
+    def _get_association(self, receiver: InstanceReceiver, resource: str) -> Iterator[tuple[Any, Any]]:
+        """A C-GET association, with okaflow as the storage SCP of the SOP classes asked for."""
+        contexts, roles, handlers = get_contexts(receiver)
+        with self._association("retrieve", resource, contexts, roles=roles, handlers=handlers) as (assoc, watch):
             require_context(self._peer, assoc, STUDY_ROOT_GET, what="C-GET")
             yield assoc, watch
-
-    def _get(
-        self,
-        assoc: Any,
-        watch: Any,
-        keys: Mapping[str, str],
-        receiver: InstanceReceiver,
-        sops: Sequence[str],
-        entry: dict[str, Any],
-        what: str,
-        *,
-        deadline: float = DIMSE_RETRIEVE_DEADLINE_S,
-    ) -> None:
-        from pydicom import Dataset
-
-        query = Dataset()
-        for keyword, value in keys.items():
-            setattr(query, keyword, value)
-        ends = time.monotonic() + deadline
-        code = 0
-        for status, _ in assoc.send_c_get(query, STUDY_ROOT_GET):
-            code = response_status(self._peer, "C-GET", status, assoc, watch, what=what)
-            if time.monotonic() > ends:
-                assoc.abort()
-                raise self._late("C-GET", what, deadline, receiver)
-        entry["status"] = code
-        missing = [sop for sop in sops if sop not in receiver.received]
-        if missing:
-            self._check_arrived("C-GET", code, receiver, what, missing=missing)
-        entry["detail"] = f"C-GET: {len(sops)} instances"
-
-    def _check_arrived(
-        self, service: str, code: int, receiver: InstanceReceiver, what: str, *, missing: Sequence[str] | None = None
-    ) -> None:
-        """Every instance asked for arrived, or a DIMSEStatusError saying how many did not."""
-        missing = receiver.missing() if missing is None else missing
-        if receiver.error is not None:
-            raise receiver.error
-        if missing:
-            category = status_category(code)
-            raise DIMSEStatusError(
-                f"{self.url} ended {service} of {what} with status 0x{code:04X} ({category}) but "
-                f"{len(missing)} of {len(receiver.expected)} instances did not arrive",
-                url=self.url,
-                service=service,
-                status=code,
-                hint="the PACS's log says why its sub-operations failed (transfer syntax? storage refused?)",
-            )
-
-    def _late(self, service: str, what: str, deadline: float, receiver: InstanceReceiver) -> ClinicalTimeoutError:
-        got = len(receiver.received)
-        return ClinicalTimeoutError(
-            f"{self.url}: {service} of {what} did not finish within {deadline:g} s "
-            f"({got} of {len(receiver.expected)} instances arrived)",
-            system="DIMSE",
-            url=self.url,
-            hint="raise deadline= for a large study",
-        )
 
 
 def _pynetdicom() -> Any:
