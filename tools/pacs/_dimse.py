@@ -99,7 +99,8 @@ class DIMSEClient(Closing):
         host = host or os.environ.get(ENV_DIMSE_HOST)
         port_text = port if port is not None else os.environ.get(ENV_DIMSE_PORT)
         called = called_aet or os.environ.get(ENV_DIMSE_AET)
-        calling = calling_aet or os.environ.get(ENV_DIMSE_CALLING_AET) or DIMSE_CALLING_AET
+        # An explicit calling_aet="" is refused below rather than replaced by the default.
+        calling = calling_aet if calling_aet is not None else os.environ.get(ENV_DIMSE_CALLING_AET) or DIMSE_CALLING_AET
         if not host or port_text in (None, "") or not called:
             raise ConfigurationError(
                 "a DIMSE PACS needs host, port and called_aet",
