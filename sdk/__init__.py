@@ -79,7 +79,7 @@ if TYPE_CHECKING:
     from okaflow._diff import RunDiff, diff_runs
     from okaflow._export import export_run, import_run
     from okaflow._listen import ListenService
-    from okaflow._pull import pull_case
+    from okaflow._pull import pull_case, pull_study
     from okaflow._replay import ReplayResult, replay
     from okaflow._rerun import rerun
     from okaflow._resume import resume
@@ -181,6 +181,7 @@ __all__ = [
     "import_run",
     "list_workflows",
     "pull_case",
+    "pull_study",
     "read_audit",
     "register_workflow",
     "replay",
@@ -194,6 +195,7 @@ _LAZY = {
     "Case": "okaflow._case",
     "pull_case": "okaflow._pull",
     "ListenService": "okaflow._listen",
+    "pull_study": "okaflow._pull",
     "RunResult": "okaflow._run",
     "approve": "okaflow._run",
     "arun": "okaflow._run",

@@ -82,6 +82,19 @@ FHIR_MAX_PAGES = 200
 # token is renewed this long before it expires (at most half its lifetime).
 SMART_ASSERTION_LIFETIME_S = 300
 SMART_REFRESH_MARGIN_S = 60.0
+# DIMSE (okaflow.tools.pacs.DIMSEClient): the PACS's address and AE title, and ours. A PACS answers an association
+# request or a DIMSE message in seconds; the network timeout closes an association left idle; a C-MOVE or a
+# study-level C-GET as a whole is bounded by its own deadline (every instance must have arrived by then).
+ENV_DIMSE_HOST = "OKAFLOW_DIMSE_HOST"
+ENV_DIMSE_PORT = "OKAFLOW_DIMSE_PORT"
+ENV_DIMSE_AET = "OKAFLOW_DIMSE_AET"
+ENV_DIMSE_CALLING_AET = "OKAFLOW_DIMSE_CALLING_AET"
+DIMSE_CALLING_AET = "OKAFLOW"
+DIMSE_CONNECT_TIMEOUT_S = 5.0
+DIMSE_ACSE_TIMEOUT_S = 30.0
+DIMSE_TIMEOUT_S = 60.0
+DIMSE_NETWORK_TIMEOUT_S = 60.0
+DIMSE_RETRIEVE_DEADLINE_S = 600.0
 # pull_case: the most DICOM instances copied into one case (a CT series can hold thousands).
 PULL_MAX_INSTANCES = 2000
 # Generation tools.
@@ -100,7 +113,7 @@ BAGEL_CFG_IMG_SCALE = 2.0
 # okaflow listen (the study service): a DICOM Storage SCP on loopback by default, on the registered DICOM port.
 LISTEN_HOST = "127.0.0.1"
 LISTEN_PORT = 11112
-LISTEN_AET = "OKAFLOW"
+LISTEN_AET = DIMSE_CALLING_AET  # the AE title PACSs already list for okaflow
 # A study counts as complete when its sender's association has ended and nothing new arrived for this long.
 LISTEN_SETTLE_S = 5.0
 # Studies processed at once; attempts per study before it is reported failed; the first retry's delay (doubling).
@@ -109,7 +122,3 @@ LISTEN_MAX_ATTEMPTS = 3
 LISTEN_RETRY_DELAY_S = 30.0
 # The largest instance the SCP accepts (a bigger one is refused with "out of resources", not half-written).
 LISTEN_MAX_INSTANCE_BYTES = 2 * 1024**3
-# DICOM network timeouts (association setup, one DIMSE message, an idle connection).
-DIMSE_ACSE_TIMEOUT_S = 30.0
-DIMSE_TIMEOUT_S = 60.0
-DIMSE_NETWORK_TIMEOUT_S = 60.0

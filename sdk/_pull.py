@@ -1,4 +1,8 @@
-"""``pull_case``: one patient's record from the EHR and their studies from the PACS, as a case folder.
+"""``pull_case``: one patient's record from the EHR and their studies from the PACS, as a case folder;
+``pull_study``: the same from an accession number or a Study Instance UID alone.
+
+The PACS is reached over DICOMweb (``dicomweb=``) or DIMSE (``dimse=``); both clients answer the same
+models, so matching and copying are the same code either way.
 
 The case is written to disk (``bundle.json``, ``images/``, ``case.json``, ``audit.jsonl`` recording
 every request, and ``pull.json`` saying where everything came from and why each study was taken), then
@@ -18,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from okaflow._audit import AUDIT_LOG, AuditTrail, auditing
 from okaflow._constants import CASE_MANIFEST, PULL_MAX_INSTANCES
@@ -28,15 +32,38 @@ from okaflow._version import __version__
 if TYPE_CHECKING:
     from okaflow._case import Case
     from okaflow.tools.ehr import FHIRClient, PatientRecord, RecordStrategy
-    from okaflow.tools.pacs import DICOMwebClient, Study
+    from okaflow.tools.pacs import DICOMwebClient, DIMSEClient, Instance, Study
 
-__all__ = ["PULL_RECORD", "StudyMatch", "match_studies", "pull_case"]
+__all__ = ["PULL_RECORD", "PACSClient", "StudyMatch", "match_studies", "pull_case", "pull_study"]
 
 PULL_RECORD = "pull.json"
 MatchReason = Literal["ImagingStudy UID", "accession number", "PatientID"]
 _DICOM_UID = "urn:dicom:uid"
 _ACCESSION = "ACSN"
 _MRN = "MR"
+
+
+class PACSClient(Protocol):
+    """What a pull needs of a PACS: :class:`~okaflow.tools.pacs.DICOMwebClient` and
+    :class:`~okaflow.tools.pacs.DIMSEClient` both have it."""
+
+    audit: AuditTrail | None
+
+    @property
+    def url(self) -> str: ...
+
+    def search_studies(
+        self,
+        *,
+        patient_id: str | None = None,
+        accession_number: str | None = None,
+        study_uid: str | None = None,
+        modality: str | None = None,
+    ) -> list[Study]: ...
+
+    def search_instances(self, study_uid: str, series_uid: str | None = None) -> list[Instance]: ...
+
+    def download_instances(self, instances: Sequence[Instance], folder: str | Path) -> list[Path]: ...
 
 
 @dataclass
@@ -52,6 +79,7 @@ def pull_case(
     *,
     fhir: FHIRClient,
     dicomweb: DICOMwebClient | None = None,
+    dimse: DIMSEClient | None = None,
     folder: str | Path,
     task: str | None = None,
     workflow: str | None = None,
@@ -62,12 +90,13 @@ def pull_case(
     max_instances: int = PULL_MAX_INSTANCES,
     strict: bool = True,
 ) -> Case:
-    """Build a :class:`~okaflow.Case` from a patient's FHIR record and that patient's DICOMweb studies.
+    """Build a :class:`~okaflow.Case` from a patient's FHIR record and that patient's studies on the PACS.
 
     Args:
         patient_id: The Patient's id on the FHIR server (``fhir.find_patient_ids(mrn)`` finds it).
         fhir: The EHR.
-        dicomweb: The PACS; None for a record without images.
+        dicomweb: The PACS over DICOMweb; None (and no ``dimse``) for a record without images.
+        dimse: The PACS over DIMSE (C-FIND, C-GET) instead of DICOMweb.
         folder: A new or empty folder the case is written to.
         task: The clinical question or task.
         workflow: The workflow the case names (``case.json``).
@@ -84,19 +113,16 @@ def pull_case(
 
     Raises:
         CaseError: ``folder`` exists and is not empty, or a requested study is not the patient's.
-        ConfigurationError: more than ``max_instances`` instances would be copied.
+        ConfigurationError: more than ``max_instances`` instances would be copied, or both PACS clients given.
         PatientNotFoundError, ClinicalSystemError: from the servers, naming the URL.
     """
-
-    root = Path(folder)
-    # A failed pull leaves its audit trail (what was read stays on record); the folder can be pulled into again.
-    if root.exists() and (not root.is_dir() or any(p.name != AUDIT_LOG for p in root.iterdir())):
-        raise CaseError("the folder for the pulled case is not empty", source=root, hint="choose a new folder")
-    with auditing([fhir, dicomweb], AuditTrail(root / AUDIT_LOG)):
+    pacs = _one_pacs(dicomweb, dimse)
+    root = _empty_folder(folder)
+    with auditing([fhir, pacs], AuditTrail(root / AUDIT_LOG)):
         return _pull(
             patient_id,
             fhir,
-            dicomweb,
+            pacs,
             root,
             task,
             workflow,
@@ -109,10 +135,121 @@ def pull_case(
         )
 
 
+def pull_study(
+    *,
+    accession_number: str | None = None,
+    study_uid: str | None = None,
+    fhir: FHIRClient,
+    dicomweb: DICOMwebClient | None = None,
+    dimse: DIMSEClient | None = None,
+    folder: str | Path,
+    identifier_system: str | None = None,
+    task: str | None = None,
+    workflow: str | None = None,
+    case_id: str | None = None,
+    strategy: RecordStrategy = "auto",
+    max_instances: int = PULL_MAX_INSTANCES,
+    strict: bool = True,
+) -> Case:
+    """Build a case from one study, named by its accession number or Study Instance UID alone.
+
+    The study is found on the PACS, its PatientID looked up among the FHIR Patients' identifiers, and the
+    case built as :func:`pull_case` builds it, with this study only (it must match the patient by the same
+    rules). The study search and the Patient search are in the case's audit trail.
+
+    Args:
+        accession_number: The study's accession number (exactly one of this and ``study_uid``).
+        study_uid: The study's Study Instance UID.
+        fhir: The EHR.
+        dicomweb: The PACS over DICOMweb (exactly one of this and ``dimse``).
+        dimse: The PACS over DIMSE.
+        folder: A new or empty folder the case is written to.
+        identifier_system: The identifier system of the PACS's PatientID on the FHIR server (the MRN
+            system); default any system, which must then leave a single Patient.
+        task, workflow, case_id, strategy, max_instances, strict: As for :func:`pull_case`.
+
+    Raises:
+        ConfigurationError: not exactly one of ``accession_number`` and ``study_uid``, or of the PACS clients.
+        CaseError: no study, or several, answer the key; the study has no PatientID; no Patient, or several,
+            carry it; ``folder`` is not empty.
+        ClinicalSystemError: from the servers, naming the URL.
+    """
+    if (accession_number is None) == (study_uid is None):
+        raise ConfigurationError("pull_study needs exactly one of accession_number= and study_uid=")
+    pacs = _one_pacs(dicomweb, dimse)
+    if pacs is None:
+        raise ConfigurationError("pull_study needs a PACS: pass dicomweb= or dimse=")
+    root = _empty_folder(folder)
+    with auditing([fhir, pacs], AuditTrail(root / AUDIT_LOG)):
+        study = _the_study(pacs, accession_number=accession_number, study_uid=study_uid)
+        patient_id = _the_patient(fhir, study, identifier_system, pacs_url=str(pacs.url))
+        return _pull(
+            patient_id,
+            fhir,
+            pacs,
+            root,
+            task,
+            workflow,
+            case_id,
+            identifier_system,
+            [study.study_uid],
+            strategy,
+            max_instances,
+            strict,
+        )
+
+
+def _one_pacs(dicomweb: DICOMwebClient | None, dimse: DIMSEClient | None) -> PACSClient | None:
+    if dicomweb is not None and dimse is not None:
+        raise ConfigurationError(
+            "pass one PACS: dicomweb= or dimse=, not both", hint="a pull reads its studies from one PACS"
+        )
+    return dicomweb if dicomweb is not None else dimse
+
+
+def _empty_folder(folder: str | Path) -> Path:
+    root = Path(folder)
+    # A failed pull leaves its audit trail (what was read stays on record); the folder can be pulled into again.
+    if root.exists() and (not root.is_dir() or any(p.name != AUDIT_LOG for p in root.iterdir())):
+        raise CaseError("the folder for the pulled case is not empty", source=root, hint="choose a new folder")
+    return root
+
+
+def _the_study(pacs: PACSClient, *, accession_number: str | None, study_uid: str | None) -> Study:
+    """The one study the key names; refused when none or several answer (identifiers stay out of messages)."""
+    found = pacs.search_studies(accession_number=accession_number, study_uid=study_uid)
+    key = "accession number" if accession_number is not None else "Study Instance UID"
+    if len(found) != 1:
+        listed = f": studies {sorted(s.study_uid for s in found)}" if found else ""
+        raise CaseError(
+            f"{len(found)} studies on {pacs.url} have the {key} asked for{listed}",
+            hint="pass study_uid= to name one study" if found else "check the key and the PACS",
+        )
+    if not found[0].patient_id:
+        raise CaseError(f"study {found[0].study_uid} on {pacs.url} has no PatientID to find its patient by")
+    return found[0]
+
+
+def _the_patient(fhir: FHIRClient, study: Study, identifier_system: str | None, *, pacs_url: str) -> str:
+    """The id of the one FHIR Patient carrying the study's PatientID."""
+    assert study.patient_id is not None
+    ids = list(dict.fromkeys(fhir.find_patient_ids(study.patient_id, system=identifier_system)))
+    if len(ids) != 1:
+        system = f" of system {identifier_system!r}" if identifier_system else ""
+        raise CaseError(
+            f"{len(ids)} Patients on {fhir.base_url} carry the PatientID{system} of study {study.study_uid} "
+            f"on {pacs_url}" + (f": Patient/{', Patient/'.join(ids)}" if ids else ""),
+            hint="pass identifier_system= (the PACS's MRN system) to tell them apart"
+            if ids
+            else "is the patient registered in the EHR under the PACS's PatientID?",
+        )
+    return ids[0]
+
+
 def _pull(
     patient_id: str,
     fhir: FHIRClient,
-    dicomweb: DICOMwebClient | None,
+    pacs: PACSClient | None,
     root: Path,
     task: str | None,
     workflow: str | None,
@@ -127,7 +264,7 @@ def _pull(
     from okaflow.tools.ehr import fetch_patient_record
 
     record = fetch_patient_record(fhir, patient_id, strategy=strategy)
-    matches = match_studies(dicomweb, record, identifier_system=identifier_system) if dicomweb else []
+    matches = match_studies(pacs, record, identifier_system=identifier_system) if pacs else []
     if studies is not None:
         known = {m.study.study_uid for m in matches}
         missing = [uid for uid in studies if uid not in known]
@@ -137,7 +274,7 @@ def _pull(
                 hint="pass study UIDs of this patient, or leave studies= out",
             )
         matches = [m for m in matches if m.study.study_uid in set(studies)]
-    instances = {m.study.study_uid: dicomweb.search_instances(m.study.study_uid) for m in matches} if dicomweb else {}
+    instances = {m.study.study_uid: pacs.search_instances(m.study.study_uid) for m in matches} if pacs else {}
     total = sum(len(v) for v in instances.values())
     if total > max_instances:
         raise ConfigurationError(
@@ -149,9 +286,9 @@ def _pull(
     images: list[dict[str, str]] = []
     pulled: list[dict[str, Any]] = []
     for match in matches:
-        assert dicomweb is not None
+        assert pacs is not None
         uid = match.study.study_uid
-        files = dicomweb.download_instances(instances[uid], root / "images" / uid)
+        files = pacs.download_instances(instances[uid], root / "images" / uid)
         images += [{"path": p.relative_to(root).as_posix()} for p in files]
         pulled.append({"study_uid": uid, "matched_by": match.reasons, "instances": len(files)})
     manifest: dict[str, Any] = {"id": case_id or root.name, "bundle": "bundle.json", "images": images}
@@ -160,13 +297,17 @@ def _pull(
     if workflow:
         manifest["workflow"] = workflow
     (root / CASE_MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    provenance = {
+    provenance: dict[str, Any] = {
         "okaflow": __version__,
         "pulled_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "fhir": {"base_url": fhir.base_url, "patient": f"Patient/{patient_id}", "strategy": record.strategy},
-        "dicomweb": {"url": dicomweb.url, "studies": pulled} if dicomweb is not None else None,
+        # Which PACS, and its entry under the protocol's own key ("dicomweb" as before, or "dimse").
+        "pacs": _protocol(pacs),
+        "dicomweb": None,
         "warnings": list(record.warnings),
     }
+    if pacs is not None:
+        provenance["dimse" if _protocol(pacs) == "DIMSE" else "dicomweb"] = {"url": str(pacs.url), "studies": pulled}
     (root / PULL_RECORD).write_text(json.dumps(provenance, indent=2), encoding="utf-8")
     case = Case.from_folder(root, strict=strict)
     case.warnings += list(record.warnings)
@@ -178,10 +319,9 @@ def _pull(
     return case
 
 
-def match_studies(
-    dicomweb: DICOMwebClient, record: PatientRecord, *, identifier_system: str | None = None
-) -> list[StudyMatch]:
-    """The patient's studies on the PACS, each with the ways it was matched (see the module docstring)."""
+def match_studies(pacs: PACSClient, record: PatientRecord, *, identifier_system: str | None = None) -> list[StudyMatch]:
+    """The patient's studies on the PACS (DICOMweb or DIMSE), each with the ways it was matched (see the module
+    docstring)."""
     found: dict[str, StudyMatch] = {}
 
     def add(studies: list[Study], reason: str) -> None:
@@ -194,11 +334,11 @@ def match_studies(
         for identifier in resource.get("identifier") or []:
             value = str(identifier.get("value") or "")
             if identifier.get("system") == _DICOM_UID and value:
-                add(dicomweb.search_studies(study_uid=value.removeprefix("urn:oid:")), "ImagingStudy UID")
+                add(pacs.search_studies(study_uid=value.removeprefix("urn:oid:")), "ImagingStudy UID")
             elif _has_code(identifier.get("type"), _ACCESSION) and value:
-                add(dicomweb.search_studies(accession_number=value), "accession number")
+                add(pacs.search_studies(accession_number=value), "accession number")
     for value in _patient_identifiers(record, identifier_system):
-        add(dicomweb.search_studies(patient_id=value), "PatientID")
+        add(pacs.search_studies(patient_id=value), "PatientID")
     return sorted(found.values(), key=lambda m: (m.study.study_date or "", m.study.study_uid))
 
 
@@ -222,3 +362,10 @@ def _has_code(concept: Any, code: str) -> bool:
     return isinstance(concept, dict) and any(
         isinstance(c, dict) and c.get("code") == code for c in concept.get("coding") or []
     )
+
+
+def _protocol(pacs: PACSClient | None) -> str | None:
+    """``"DICOMweb"`` or ``"DIMSE"``: which kind of PACS client a pull used."""
+    if pacs is None:
+        return None
+    return "DIMSE" if str(pacs.url).startswith("dicom://") else "DICOMweb"

@@ -30,7 +30,17 @@ from okaflow._constants import (
     HTTP_MAX_RETRIES,
 )
 from okaflow._errors import ClinicalResponseError, ConfigurationError, MissingExtraError
-from okaflow.tools.pacs._models import Instance, Series, Study, check_uid, dataset_from_json, int_of, text_of
+from okaflow.tools.pacs._models import (
+    Instance,
+    Series,
+    Study,
+    check_uid,
+    dataset_from_json,
+    exact_study_keys,
+    int_of,
+    study_matches,
+    text_of,
+)
 from okaflow.tools.pacs._stow import failed_in_body, raise_for_failures, rejected
 
 if TYPE_CHECKING:
@@ -149,11 +159,7 @@ class DICOMwebClient(Closing):
         PatientID, AccessionNumber or StudyInstanceUID differ from the asked value (a server's fuzzy or
         case-insensitive matching) are dropped, so no other patient's study comes back.
         """
-        keys = {"PatientID": patient_id, "AccessionNumber": accession_number, "StudyInstanceUID": study_uid}
-        asked = {k: v for k, v in keys.items() if v is not None}
-        for key, value in asked.items():
-            if not value or any(c in value for c in "*?\\"):
-                raise ConfigurationError(f"{key} {value!r} would match as a pattern", hint="pass an exact value")
+        asked = exact_study_keys(patient_id=patient_id, accession_number=accession_number, study_uid=study_uid)
         filters: dict[str, Any] = dict(asked)
         if modality:
             filters["ModalitiesInStudy"] = modality
@@ -162,7 +168,7 @@ class DICOMwebClient(Closing):
                 search_filters=filters, fields=list(_STUDY_FIELDS), get_remaining=True
             )
         studies = [self._study(item) for item in found]
-        return [s for s in studies if all(_matches(s, key, value) for key, value in asked.items())]
+        return [s for s in studies if study_matches(s, asked)]
 
     def search_series(self, study_uid: str) -> list[Series]:
         """The series of one study."""
@@ -393,12 +399,3 @@ def _root_cause(exc: BaseException) -> BaseException:
     """urllib3 wraps the refused connection in MaxRetryError; the innermost reason reads best."""
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     return reason if isinstance(reason, BaseException) else exc
-
-
-def _matches(study: Study, key: str, value: str) -> bool:
-    have = {
-        "PatientID": study.patient_id,
-        "AccessionNumber": study.accession_number,
-        "StudyInstanceUID": study.study_uid,
-    }
-    return have[key] == value

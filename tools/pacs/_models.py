@@ -1,4 +1,9 @@
-"""What QIDO-RS says about studies, series and instances, read with pydicom from DICOM JSON."""
+"""Studies, series and instances as a PACS describes them (QIDO-RS or C-FIND), and the rules both clients share.
+
+Both :class:`~okaflow.tools.pacs.DICOMwebClient` and :class:`~okaflow.tools.pacs.DIMSEClient` answer with these
+models, check UIDs before they become file names, and match study keys exactly (:func:`exact_study_keys`,
+:func:`study_matches`), so :func:`okaflow.pull_case` can use either.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +12,37 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from okaflow._errors import ClinicalResponseError
+from okaflow._errors import ClinicalResponseError, ConfigurationError
 
 if TYPE_CHECKING:
     import pydicom
 
-__all__ = ["Instance", "Series", "Study", "check_uid", "dataset_from_json", "int_of", "text_of"]
+__all__ = [
+    "Instance",
+    "Series",
+    "Study",
+    "check_uid",
+    "dataset_from_json",
+    "exact_study_keys",
+    "int_of",
+    "study_matches",
+    "text_of",
+]
 
 UID_PATTERN = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
 
-def check_uid(value: object, what: str, url: str) -> str:
+def check_uid(value: object, what: str, url: str, *, system: str = "DICOMweb") -> str:
     """``value`` if it is a well-formed DICOM UID (digits and dots, at most 64 characters).
 
-    UIDs from a server become file names, so anything else (``..``, ``/``) is refused.
+    UIDs from a server become file names, so anything else (``..``, ``/``) is refused, naming the
+    ``system`` (``"DICOMweb"``, ``"DIMSE"``) and ``url`` that sent it.
     """
     text = str(value or "")
     if len(text) > 64 or not UID_PATTERN.match(text):
         raise ClinicalResponseError(
             f"{url} gave a malformed {what} {text[:80]!r}",
-            system="DICOMweb",
+            system=system,
             url=url,
             hint="the server's data is not valid DICOM: a UID is digits and dots, at most 64 characters",
         )
@@ -35,7 +51,7 @@ def check_uid(value: object, what: str, url: str) -> str:
 
 @dataclass(frozen=True)
 class Study:
-    """One study as QIDO-RS describes it."""
+    """One study as the PACS describes it (QIDO-RS or C-FIND)."""
 
     study_uid: str
     patient_id: str | None
@@ -97,3 +113,27 @@ def int_of(ds: pydicom.Dataset, keyword: str) -> int | None:
         return int(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
+
+
+def exact_study_keys(*, patient_id: str | None, accession_number: str | None, study_uid: str | None) -> dict[str, str]:
+    """The study keys asked for, by DICOM keyword; a value a PACS would match as a pattern is refused.
+
+    ``*`` and ``?`` are wildcards in both QIDO-RS and C-FIND, ``\\`` separates a list of values, and an
+    empty value matches everything: each could bring back another patient's study.
+    """
+    keys = {"PatientID": patient_id, "AccessionNumber": accession_number, "StudyInstanceUID": study_uid}
+    asked = {k: v for k, v in keys.items() if v is not None}
+    for key, value in asked.items():
+        if not value or any(c in value for c in "*?\\"):
+            raise ConfigurationError(f"{key} {value!r} would match as a pattern", hint="pass an exact value")
+    return asked
+
+
+def study_matches(study: Study, asked: Mapping[str, str]) -> bool:
+    """Whether ``study`` has exactly the asked values (a server may match fuzzily or ignore case)."""
+    have = {
+        "PatientID": study.patient_id,
+        "AccessionNumber": study.accession_number,
+        "StudyInstanceUID": study.study_uid,
+    }
+    return all(have[key] == value for key, value in asked.items())

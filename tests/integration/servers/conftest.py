@@ -205,6 +205,7 @@ class PACSServer:
     aet: str
     process: ServerProcess
     instances: dict[str, Path]  # SOPInstanceUID -> the file uploaded
+    move_port: int = 0  # where Orthanc's DicomModalities entry for OUR_AET sends C-MOVE results (on 127.0.0.1)
 
 
 #: The synthetic studies: (file in pydicom's wheel, PatientID, AccessionNumber, UID seed or None to keep UIDs).
@@ -248,7 +249,7 @@ def pacs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PACSServer
     if not ORTHANC.exists() or not DICOMWEB_PLUGIN.exists():
         pytest.fail(f"no Orthanc with DICOMweb ({ORTHANC}, {DICOMWEB_PLUGIN}): run scripts/pacs-env.sh")
     home = tmp_path_factory.mktemp("orthanc")
-    http_port, dicom_port = free_port(), free_port()
+    http_port, dicom_port, move_port = free_port(), free_port(), free_port()
     config = {
         "Name": "okaflow-test-pacs",
         "StorageDirectory": str(home / "storage"),
@@ -262,8 +263,9 @@ def pacs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PACSServer
         "DicomAlwaysAllowStore": True,
         "DicomAlwaysAllowFind": True,
         "DicomAlwaysAllowGet": True,
+        "DicomAlwaysAllowMove": True,  # so a C-MOVE from an unlisted AE title reaches the destination check
         "DicomCheckCalledAet": False,
-        "DicomModalities": {"okaflow": [OUR_AET, "127.0.0.1", free_port()]},
+        "DicomModalities": {"okaflow": [OUR_AET, "127.0.0.1", move_port]},
         "Plugins": [str(DICOMWEB_PLUGIN)],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
     }
@@ -280,7 +282,42 @@ def pacs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PACSServer
             response = httpx.post(f"{http}/instances", content=path.read_bytes(), timeout=30)
             assert response.status_code == 200, response.text
             instances[str(ds.SOPInstanceUID)] = path
-        yield PACSServer(http, f"{http}/dicom-web", dicom_port, "ORTHANC", process, instances)
+        yield PACSServer(http, f"{http}/dicom-web", dicom_port, "ORTHANC", process, instances, move_port)
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def strict_pacs(pacs_server: PACSServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PACSServer]:
+    """A second, empty Orthanc that admits only the AE titles it lists and only when called by its own title.
+
+    It is the real peer that rejects associations (unknown calling AE title, wrong called AE title).
+    """
+    home = tmp_path_factory.mktemp("orthanc-strict")
+    http_port, dicom_port = free_port(), free_port()
+    config = {
+        "Name": "okaflow-test-strict-pacs",
+        "StorageDirectory": str(home / "storage"),
+        "IndexDirectory": str(home / "storage"),
+        "HttpPort": http_port,
+        "DicomPort": dicom_port,
+        "DicomAet": "STRICT",
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "DicomAlwaysAllowEcho": False,
+        "DicomAlwaysAllowStore": False,
+        "DicomAlwaysAllowFind": False,
+        "DicomAlwaysAllowGet": False,
+        "DicomAlwaysAllowMove": False,
+        "DicomCheckCalledAet": True,
+        "DicomModalities": {"okaflow": [OUR_AET, "127.0.0.1", free_port()]},
+    }
+    (home / "orthanc.json").write_text(json.dumps(config), encoding="utf-8")
+    http = f"http://127.0.0.1:{http_port}"
+    process = ServerProcess("strict Orthanc", [str(ORTHANC), str(home / "orthanc.json")], home, home / "orthanc.log")
+    process.start(lambda: _answers(f"{http}/system"))
+    try:
+        yield PACSServer(http, "", dicom_port, "STRICT", process, {})
     finally:
         process.stop()
 
@@ -291,7 +328,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report: Any = yield
     if report.failed and call.when == "call":
         funcargs = getattr(item, "funcargs", {})
-        for server in (funcargs.get("fhir_server"), funcargs.get("pacs_server")):
+        for server in (funcargs.get("fhir_server"), funcargs.get("pacs_server"), funcargs.get("strict_pacs")):
             if server is not None:
                 report.sections.append((f"{server.process.name} log", server.process.tail()))
     return report
