@@ -11,24 +11,25 @@ case's reads). Each line says who did what, when, where, to which resource, and 
 The trail holds resource ids and UIDs (that is its job), so it lives with the case and the run,
 never in application logs: okaflow's loggers name systems and counts, not patients.
 
-Clients that talk to clinical systems take ``audit=`` (or have ``client.audit`` set for a while, as
-:func:`okaflow.pull_case` and the report sinks do) and call :meth:`AuditTrail.record` or use
-:meth:`AuditTrail.watch` around each exchange.
+Clients that talk to clinical systems take ``audit=`` (a trail of their own, e.g. site-wide) and record
+each exchange in :func:`trail_for` that trail: inside :func:`auditing` (as :func:`okaflow.pull_case` and the
+report sinks use it) the exchange goes to the block's trail as well.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
 from okaflow._types import utc_now
 from okaflow._version import __version__
 
-__all__ = ["AUDIT_LOG", "AuditAction", "AuditTrail", "auditing", "read_audit"]
+__all__ = ["AUDIT_LOG", "AuditAction", "AuditTrail", "auditing", "read_audit", "trail_for"]
 
 AUDIT_LOG = "audit.jsonl"
 
@@ -160,17 +161,30 @@ class AuditTrail:
         return len(lines)
 
 
+# The trail ``auditing`` opened for this thread or asyncio task: one client can serve several runs at once
+# (a service's workers) and each run's requests still land in that run's trail.
+_CURRENT: ContextVar[AuditTrail | None] = ContextVar("okaflow_audit_trail", default=None)
+
+
 @contextmanager
-def auditing(clients: Iterable[Any], trail: AuditTrail) -> Iterator[AuditTrail]:
-    """Record the ``clients``' requests in ``trail`` for the ``with`` block (and in the trail each had)."""
-    saved = [(c, c.audit) for c in clients if c is not None]
-    for client, previous in saved:
-        client.audit = AuditTrail(trail.path, actor=trail.actor, also=previous) if previous is not None else trail
+def auditing(trail: AuditTrail) -> Iterator[AuditTrail]:
+    """Record every clinical-system request made in this thread or task during the block in ``trail``
+    (and, as well, in the trail each client was given)."""
+    token = _CURRENT.set(trail)
     try:
         yield trail
     finally:
-        for client, previous in saved:
-            client.audit = previous
+        _CURRENT.reset(token)
+
+
+def trail_for(own: AuditTrail | None) -> AuditTrail | None:
+    """The trail a client records a request in: the one :func:`auditing` opened, teed to the client's own."""
+    current = _CURRENT.get()
+    if current is None or current is own:
+        return own
+    if own is None:
+        return current
+    return AuditTrail(current.path, actor=current.actor, also=own)
 
 
 def read_audit(path: str | Path) -> list[dict[str, Any]]:

@@ -381,7 +381,7 @@ class ListenService(Closing):
         if fhir is None:
             write_job_case(case_dir, job.id, None, self.identifier_system, **self.case_options)
         else:
-            with fhir, auditing([fhir], AuditTrail(case_dir / AUDIT_LOG)):
+            with fhir, auditing(AuditTrail(case_dir / AUDIT_LOG)):
                 write_job_case(case_dir, job.id, fhir, self.identifier_system, **self.case_options)
         sinks = list(self.sinks() if callable(self.sinks) else self.sinks)
         out = folder / "runs" / f"attempt-{job.attempts}"

@@ -118,7 +118,7 @@ def pull_case(
     """
     pacs = _one_pacs(dicomweb, dimse)
     root = _empty_folder(folder)
-    with auditing([fhir, pacs], AuditTrail(root / AUDIT_LOG)):
+    with auditing(AuditTrail(root / AUDIT_LOG)):
         return _pull(
             patient_id,
             fhir,
@@ -180,7 +180,7 @@ def pull_study(
     if pacs is None:
         raise ConfigurationError("pull_study needs a PACS: pass dicomweb= or dimse=")
     root = _empty_folder(folder)
-    with auditing([fhir, pacs], AuditTrail(root / AUDIT_LOG)):
+    with auditing(AuditTrail(root / AUDIT_LOG)):
         study = _the_study(pacs, accession_number=accession_number, study_uid=study_uid)
         patient_id = _the_patient(fhir, study, identifier_system, pacs_url=str(pacs.url))
         return _pull(

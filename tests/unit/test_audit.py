@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import okaflow
-from okaflow._audit import auditing
+from okaflow._audit import auditing, trail_for
 
 
 def test_watch_records_success_with_status_and_failure_naming_the_error(tmp_path: Path) -> None:
@@ -27,19 +27,27 @@ def test_watch_records_success_with_status_and_failure_naming_the_error(tmp_path
     assert second["detail"].startswith("ClinicalTimeoutError: [FHIR] no answer")
 
 
-def test_a_tee_writes_both_trails_and_auditing_restores_the_clients_trail(tmp_path: Path) -> None:
+def test_auditing_tees_to_a_clients_own_trail_and_stays_in_its_own_thread(tmp_path: Path) -> None:
     site = okaflow.AuditTrail(tmp_path / "site.jsonl")
+    run_a, run_b = (okaflow.AuditTrail(tmp_path / r / "audit.jsonl") for r in ("a", "b"))
+    barrier = threading.Barrier(2)
 
-    class Client:
-        audit: okaflow.AuditTrail | None = site
+    def one_run(trail: okaflow.AuditTrail, resource: str) -> None:
+        with auditing(trail):
+            barrier.wait()  # both runs inside their blocks at once, as a service's workers are
+            shared = trail_for(site)
+            assert shared is not None
+            shared.record("store", system="DIMSE", endpoint="ORTHANC@127.0.0.1:4242", resource=resource)
 
-    client = Client()
-    with auditing([client, None], okaflow.AuditTrail(tmp_path / "run" / "audit.jsonl")):
-        assert client.audit is not None
-        client.audit.record("store", system="DIMSE", endpoint="ORTHANC@127.0.0.1:4242", resource="study 1.2")
-    assert client.audit is site
-    assert len(okaflow.read_audit(tmp_path / "run")) == 1
-    assert okaflow.read_audit(tmp_path / "site.jsonl")[0]["resource"] == "study 1.2"
+    threads = [threading.Thread(target=one_run, args=a) for a in ((run_a, "study 1"), (run_b, "study 2"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [e["resource"] for e in okaflow.read_audit(tmp_path / "a")] == ["study 1"]
+    assert [e["resource"] for e in okaflow.read_audit(tmp_path / "b")] == ["study 2"]
+    assert sorted(e["resource"] for e in okaflow.read_audit(tmp_path / "site.jsonl")) == ["study 1", "study 2"]
+    assert trail_for(site) is site and trail_for(None) is None, "outside a block a client keeps its own trail"
 
 
 def test_concurrent_writers_never_interleave_lines(tmp_path: Path) -> None:

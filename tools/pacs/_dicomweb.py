@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from okaflow._audit import AuditAction, AuditTrail
+from okaflow._audit import AuditAction, AuditTrail, trail_for
 from okaflow._clinical import connection_error, status_error
 from okaflow._closing import Closing
 from okaflow._constants import (
@@ -333,11 +333,10 @@ class DICOMwebClient(Closing):
         """
         with contextlib.ExitStack() as stack:
             note: dict[str, Any] = {}
-            if self.audit is not None:
+            trail = trail_for(self.audit)
+            if trail is not None:
                 resource = url[len(self.url) :].lstrip("/") + (f"?{urlencode(query)}" if query else "")
-                note = stack.enter_context(
-                    self.audit.watch(action, system="DICOMweb", endpoint=self.url, resource=resource)
-                )
+                note = stack.enter_context(trail.watch(action, system="DICOMweb", endpoint=self.url, resource=resource))
             with self._typed_errors(url):
                 yield note
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from okaflow._audit import AuditAction, AuditTrail
+from okaflow._audit import AuditAction, AuditTrail, trail_for
 from okaflow._closing import Closing
 from okaflow._constants import (
     DIMSE_ACSE_TIMEOUT_S,
@@ -355,11 +355,10 @@ class DIMSEClient(Closing):
         """One DIMSE request in the audit trail, with the DIMSE status it ended with."""
         with contextlib.ExitStack() as stack:
             entry: dict[str, Any] = {}
-            if self.audit is not None:
+            trail = trail_for(self.audit)
+            if trail is not None:
                 endpoint = self._peer.endpoint
-                entry = stack.enter_context(
-                    self.audit.watch(action, system="DIMSE", endpoint=endpoint, resource=resource)
-                )
+                entry = stack.enter_context(trail.watch(action, system="DIMSE", endpoint=endpoint, resource=resource))
             try:
                 yield entry
             except DIMSEStatusError as exc:
@@ -377,8 +376,9 @@ class DIMSEClient(Closing):
                 opened = True
                 yield assoc, watch
         except Exception as exc:
-            if not opened and self.audit is not None:
-                self.audit.record(
+            trail = trail_for(self.audit)
+            if not opened and trail is not None:
+                trail.record(
                     action,
                     system="DIMSE",
                     endpoint=self._peer.endpoint,

@@ -98,7 +98,7 @@ class DICOMSink:
         writeback = build_writeback(
             run, sr_kind=self.sr_kind, include_generated=self.include_generated, study_uid=self.study_uid
         )
-        with auditing([self.client], AuditTrail(run / AUDIT_LOG)):
+        with auditing(AuditTrail(run / AUDIT_LOG)):
             stored = self.client.store_instances(writeback.datasets)
         record = {"pacs": self.name, "sr_kind": self.sr_kind, **writeback.summary(), "stored": stored}
         target = run / PUBLISHED_DICOM

@@ -94,7 +94,7 @@ class FHIRSink:
         """
         root = Path(run_dir)
         pdf = self._pdf(root, report_paths)
-        with auditing([self.client], AuditTrail(root / AUDIT_LOG)):
+        with auditing(AuditTrail(root / AUDIT_LOG)):
             patient = self.patient or _patient_from_pull(root, self.client.base_url)
             existing = self._already_published(root)
             if existing is not None:
