@@ -33,6 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from okaflow._cli_listen import add_listen_parser, listen_command
+from okaflow._cli_sinks import add_sink_flags, sinks_from_flags
 from okaflow._constants import DEFAULT_MAX_STEPS, VLLM_READY_TIMEOUT_S
 from okaflow._errors import (
     BackendError,
@@ -75,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_generator_flags(r)
     r.add_argument("--task", help="the clinical question/task (overrides case.json)")
     r.add_argument("--force", action="store_true", help="replace --out if it already holds a run")
-    r.add_argument("--publish-dir", help="after approval, copy the report to this folder")
+    add_sink_flags(r)
     r.add_argument("--yes", action="store_true", help="approve publishing without asking (unattended pipelines)")
     r.add_argument(
         "--max-steps", type=int, default=DEFAULT_MAX_STEPS, help=f"cap on analyze calls (default {DEFAULT_MAX_STEPS})"
@@ -98,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     decision.add_argument("--no", action="store_true")
     a.add_argument("--by", help="who decides (recorded in the run)")
     a.add_argument("--note")
-    a.add_argument("--publish-dir", required=True, help="the publish folder the run was started with")
+    add_sink_flags(a, again=True)
 
     b = sub.add_parser("batch", help="run many cases concurrently, with progress and a summary (resumable)")
     b.add_argument("cases", nargs="+", help="case folders, case.json files or bundles")
@@ -118,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_generator_flags(rs)
     rs.add_argument("--case", help="where the run's case now lives (default: the recorded path)")
     rs.add_argument("--lenient", action="store_true", help="load the case leniently, as the original run did")
-    rs.add_argument("--publish-dir", help="the publish folder the run was started with, if any")
+    add_sink_flags(rs, again=True)
     rs.add_argument("--quiet", action="store_true", help="no progress display")
     rs.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -286,12 +287,6 @@ class _Progress:
         self.console.print(f"  [green]✓[/green] {event['node']:<9} {ms:7.1f} ms  {event['summary']}", highlight=False)
 
 
-def _sinks(publish_dir: str | None) -> list[Any]:
-    from okaflow.tools.publish import FolderSink
-
-    return [FolderSink(publish_dir)] if publish_dir else []
-
-
 def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
     from okaflow._case import Case
 
@@ -304,7 +299,8 @@ def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
 
     with contextlib.ExitStack() as stack:
         backend, generator = _backend_and_generator(args, stack, backend_required=True)
-        result = _run_case(Case.load(args.case, strict=not args.lenient), backend, generator, args, out, show)
+        case = Case.load(args.case, strict=not args.lenient)
+        result = _run_case(case, backend, generator, sinks_from_flags(args, stack), args, out, show)
     return _report_result(result, args.json, out)
 
 
@@ -500,7 +496,7 @@ def _resume(args: argparse.Namespace, out: Console, err: Console) -> int:
             **_generator_option(generator),
             case=args.case,
             strict=not args.lenient,
-            sinks=_sinks(args.publish_dir),
+            sinks=sinks_from_flags(args, stack),
             on_event=_Progress(out) if show else None,
         )
     return _report_result(result, args.json, out)
@@ -688,7 +684,9 @@ def _model(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_CODES["backend"]
 
 
-def _run_case(case: Any, backend: Any, generator: Any, args: argparse.Namespace, out: Console, show: bool) -> Any:
+def _run_case(
+    case: Any, backend: Any, generator: Any, sinks: list[Any], args: argparse.Namespace, out: Console, show: bool
+) -> Any:
     from okaflow._run import run
 
     return run(
@@ -699,7 +697,7 @@ def _run_case(case: Any, backend: Any, generator: Any, args: argparse.Namespace,
         task=args.task,
         force=args.force,
         on_event=_Progress(out) if show else None,
-        sinks=_sinks(args.publish_dir),
+        sinks=sinks,
         require_approval=not args.yes,
         max_steps=args.max_steps,
         seed=args.seed,
@@ -731,7 +729,7 @@ def _report_result(result: Any, as_json: bool, out: Console) -> int:
         if result.status == "awaiting_approval":
             out.print(
                 f"[yellow]waiting for approval[/yellow]: okaflow approve {result.run_dir} CASE --yes|--no "
-                "--publish-dir DIR",
+                "(with the run's --publish-dir/--push-* flags)",
                 highlight=False,
             )
     return EXIT_CODES["awaiting_approval"] if result.status == "awaiting_approval" else 0
@@ -740,14 +738,15 @@ def _report_result(result: Any, as_json: bool, out: Console) -> int:
 def _approve(args: argparse.Namespace, out: Console) -> int:
     from okaflow._run import approve
 
-    result = approve(
-        args.run_dir,
-        args.case,
-        approved=bool(args.yes),
-        by=args.by,
-        note=args.note,
-        sinks=_sinks(args.publish_dir),
-    )
+    with contextlib.ExitStack() as stack:
+        result = approve(
+            args.run_dir,
+            args.case,
+            approved=bool(args.yes),
+            by=args.by,
+            note=args.note,
+            sinks=sinks_from_flags(args, stack),
+        )
     return _report_result(result, False, out)
 
 

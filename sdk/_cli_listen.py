@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
+from okaflow._cli_sinks import add_sink_flags
 from okaflow._constants import (
     LISTEN_AET,
     LISTEN_HOST,
@@ -47,7 +48,7 @@ def add_listen_parser(
     ls.add_argument("--task", help="the clinical question asked of every study")
     add_backend_flags(ls, "evidence-only")
     add_generator_flags(ls)
-    ls.add_argument("--publish-dir", help="after approval, copy each report to this folder")
+    add_sink_flags(ls)
     ls.add_argument("--yes", action="store_true", help="publish without asking (unattended: say so explicitly)")
     ls.add_argument("--workers", type=int, default=LISTEN_WORKERS, help=f"studies at once (default {LISTEN_WORKERS})")
     ls.add_argument("--max-attempts", type=int, default=LISTEN_MAX_ATTEMPTS)
@@ -59,7 +60,8 @@ def add_listen_parser(
 
 def listen_command(args: argparse.Namespace, out: Console, err: Console) -> int:
     """Serve until interrupted, or answer ``--status`` / ``--retry``."""
-    from okaflow._cli import _backend_and_generator, _sinks
+    from okaflow._cli import _backend_and_generator
+    from okaflow._cli_sinks import sinks_from_flags
     from okaflow._listen import ListenService, read_jobs
 
     if args.status:
@@ -79,7 +81,7 @@ def listen_command(args: argparse.Namespace, out: Console, err: Console) -> int:
             task=args.task,
             backend=backend,
             generator="default" if generator is ... else generator,
-            sinks=lambda: _sinks(args.publish_dir),
+            sinks=sinks_from_flags(args, stack),
             require_approval=not args.yes,
             workers=args.workers,
             max_attempts=args.max_attempts,

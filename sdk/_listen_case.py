@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from okaflow._constants import CASE_MANIFEST
 from okaflow._errors import CaseError
-from okaflow._pull import PULL_RECORD
+from okaflow._pull import PULL_RECORD, image_files
 from okaflow._version import __version__
 
 if TYPE_CHECKING:
@@ -45,9 +45,14 @@ def write_job_case(
     """
     import pydicom
 
-    images = sorted((case_dir / "images").rglob("*.dcm"))
+    received = sorted((case_dir / "images").rglob("*.dcm"))
+    images = image_files(received)
     if not images:
-        raise CaseError("the job holds no DICOM instances", source=case_dir)
+        raise CaseError(
+            f"the study's {len(received)} instance(s) hold no image (reports, presentation states only)",
+            source=case_dir,
+            hint="send the study's images, not only its derived objects",
+        )
     headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in images]
     patient_ids = sorted({str(h.get("PatientID", "") or "") for h in headers})
     if len(patient_ids) > 1:

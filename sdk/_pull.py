@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from okaflow.tools.ehr import FHIRClient, PatientRecord, RecordStrategy
     from okaflow.tools.pacs import DICOMwebClient, DIMSEClient, Instance, Study
 
-__all__ = ["PULL_RECORD", "PACSClient", "StudyMatch", "match_studies", "pull_case", "pull_study"]
+__all__ = ["PULL_RECORD", "PACSClient", "StudyMatch", "image_files", "match_studies", "pull_case", "pull_study"]
 
 PULL_RECORD = "pull.json"
 MatchReason = Literal["ImagingStudy UID", "accession number", "PatientID"]
@@ -289,8 +289,12 @@ def _pull(
         assert pacs is not None
         uid = match.study.study_uid
         files = pacs.download_instances(instances[uid], root / "images" / uid)
-        images += [{"path": p.relative_to(root).as_posix()} for p in files]
-        pulled.append({"study_uid": uid, "matched_by": match.reasons, "instances": len(files)})
+        kept = image_files(files)
+        images += [{"path": p.relative_to(root).as_posix()} for p in kept]
+        entry = {"study_uid": uid, "matched_by": match.reasons, "instances": len(files)}
+        if len(kept) < len(files):
+            entry["without_pixel_data"] = len(files) - len(kept)
+        pulled.append(entry)
     manifest: dict[str, Any] = {"id": case_id or root.name, "bundle": "bundle.json", "images": images}
     if task:
         manifest["task"] = task
@@ -316,7 +320,21 @@ def _pull(
         for m in matches
         if m.reasons == ["PatientID"]
     ]
+    case.warnings += [
+        f"study {p['study_uid']}: {p['without_pixel_data']} instance(s) without pixel data (reports, presentation "
+        "states) kept in images/ but not read as images"
+        for p in pulled
+        if p.get("without_pixel_data")
+    ]
     return case
+
+
+def image_files(files: Sequence[Path]) -> list[Path]:
+    """The DICOM files that hold images: a study's SR, presentation states and key-object notes are kept on
+    disk, but a case reads images."""
+    from okaflow.tools.imaging import dicom_has_pixel_data
+
+    return [p for p in files if dicom_has_pixel_data(p)]
 
 
 def match_studies(pacs: PACSClient, record: PatientRecord, *, identifier_system: str | None = None) -> list[StudyMatch]:

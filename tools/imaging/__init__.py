@@ -7,6 +7,7 @@
     facts = [image_evidence(img), *measurement_evidence(img, measure_image(img))]
 """
 
+from okaflow.tools.imaging._dicom import dicom_has_pixel_data
 from okaflow.tools.imaging._evidence import image_evidence, measurement_evidence
 from okaflow.tools.imaging._load import load_image, load_images, sniff_format
 from okaflow.tools.imaging._measure import HU_BANDS, ImageMeasurements, measure_image
@@ -31,6 +32,7 @@ __all__ = [
     "VoiLut",
     "Window",
     "detect_modality",
+    "dicom_has_pixel_data",
     "fit_to_policy",
     "frame_index",
     "group_series",

@@ -32,7 +32,7 @@ from okaflow.tools.imaging._modality import detect_modality
 from okaflow.tools.imaging._models import MedicalImage
 from okaflow.tools.imaging._policy import check_pixel_budget
 
-__all__ = ["read_dicom"]
+__all__ = ["dicom_has_pixel_data", "read_dicom"]
 
 PIXEL_DATA = "(7FE0,0010) PixelData"
 TRANSFER_SYNTAX = "(0002,0010) TransferSyntaxUID"
@@ -62,6 +62,20 @@ def captured_warnings(into: list[str]) -> Iterator[None]:
         text = str(record.message)
         if text not in into:
             into.append(text)
+
+
+def dicom_has_pixel_data(path: str | Path) -> bool:
+    """Whether a DICOM file holds an image (pixel data), read without loading the pixels.
+
+    Studies from a PACS also hold objects with no image (structured reports, presentation states, key
+    object selections): a case takes their images, not them. A file that cannot be read counts as an image,
+    so loading it reports what is wrong with it (a :class:`~okaflow.DICOMError` naming the file).
+    """
+    try:
+        ds = dcmread(path, defer_size=1024)
+    except Exception:
+        return True
+    return any(k in ds for k in _PIXEL_KEYWORDS)
 
 
 def read_dicom(

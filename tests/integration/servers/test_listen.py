@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -17,7 +18,7 @@ from okaflow.model_backend import free_port
 from okaflow.tools.ehr import FHIRClient
 from okaflow.tools.publish import FolderSink
 
-from .conftest import STATIC_TOKEN, FHIRServer, synthetic_dicom
+from .conftest import STATIC_TOKEN, FHIRServer, PACSServer, synthetic_dicom
 
 pytestmark = pytest.mark.integration
 ADA = "OKA-PACS-001"
@@ -228,3 +229,63 @@ def test_the_command_line_service_takes_a_study_lists_it_and_stops_on_sigterm(tm
     assert job.id in status.stdout and "completed" in status.stdout
     refused = subprocess.run([*cmd[:6], "--retry", job.id], capture_output=True, text=True, check=False)
     assert refused.returncode == 6 and "not failed" in refused.stderr
+
+
+def test_a_study_orthanc_sends_comes_back_to_both_servers_with_every_write_audited(
+    fhir_server: FHIRServer, pacs_server: PACSServer, tmp_path: Path
+) -> None:
+    """The service round trip: Orthanc C-STOREs a study to okaflow listen (on the port Orthanc lists for our
+    AE), the patient is matched on sekmet-fhir, and the approved report goes back as FHIR (transaction) and
+    DICOM (SR + Secondary Capture by C-STORE)."""
+    import httpx
+
+    from okaflow.tools.pacs import DICOMwebClient, DIMSEClient
+    from okaflow.tools.publish import DICOMSink, FHIRSink
+
+    mrn = "OKA-LISTEN-001"
+    ds = synthetic_dicom("CT_STUDY")
+    ds.PatientID, ds.PatientName = mrn, "Synthetic^Listen"
+    for n, keyword in enumerate(("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")):
+        setattr(ds, keyword, pydicom.uid.generate_uid(entropy_srcs=["listen-round-trip", str(n)]))
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    with FHIRClient(fhir_server.base_url, auth=STATIC_TOKEN) as ehr:
+        patient = ehr.create(
+            {"resourceType": "Patient", "identifier": [{"value": mrn}], "name": [{"family": "Synthetic"}]},
+            if_none_exist=f"identifier={mrn}",
+        )
+    upload = io.BytesIO()
+    ds.save_as(upload, enforce_file_format=True)
+    orthanc = httpx.Client(base_url=pacs_server.http_url, timeout=30)
+
+    ehr, pacs = (
+        FHIRClient(fhir_server.base_url, auth=STATIC_TOKEN),
+        DIMSEClient("127.0.0.1", pacs_server.dicom_port, called_aet=pacs_server.aet),
+    )
+    service = okaflow.ListenService(
+        tmp_path,
+        port=pacs_server.move_port,
+        allowed_calling_aets=[pacs_server.aet],
+        fhir=fhir_factory(fhir_server),
+        settle_s=0.2,
+        sinks=[FHIRSink(ehr), DICOMSink(pacs)],
+        require_approval=False,
+    )
+    with ehr, pacs, orthanc, service:
+        orthanc.post("/instances", content=upload.getvalue()).raise_for_status()
+        (found,) = orthanc.post("/tools/lookup", content=str(ds.StudyInstanceUID)).json()
+        sent = orthanc.post("/modalities/okaflow/store", json={"Resources": [found["ID"]], "Synchronous": True})
+        sent.raise_for_status()
+        (job,) = wait_for(tmp_path, settled("completed"))
+    run_dir = Path(job.run_dir or "")
+    published = json.loads((run_dir / "published" / "fhir.json").read_text())
+    with FHIRClient(fhir_server.base_url, auth=STATIC_TOKEN) as reader:
+        reports = reader.search("DiagnosticReport", {"subject": f"Patient/{patient['id']}"})
+    assert len(reports) == 1 and published, "the report did not reach the EHR"
+    with DICOMwebClient(pacs_server.dicomweb_url) as web:
+        modalities = sorted(s.modality or "" for s in web.search_series(str(ds.StudyInstanceUID)))
+    assert "SR" in modalities, f"no SR in the study: {modalities}"
+    trail = [(e["system"], e["action"]) for e in okaflow.read_audit(run_dir)]
+    assert trail[0] == ("DIMSE", "receive") and ("okaflow", "approve") in trail
+    assert ("FHIR", "transaction") in trail and ("DIMSE", "store") in trail
+    approve_at = trail.index(("okaflow", "approve"))
+    assert all(step[1] in ("receive", "search", "read") for step in trail[:approve_at]), "a write before approval"
