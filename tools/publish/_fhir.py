@@ -29,7 +29,7 @@ from typing import Any
 
 from okaflow._audit import AUDIT_LOG, AuditTrail, auditing
 from okaflow._constants import RUN_MANIFEST
-from okaflow._errors import PublishError
+from okaflow._errors import ConfigurationError, PublishError
 from okaflow._types import Evidence, utc_now
 from okaflow.tools.ehr import FHIRClient
 from okaflow.tools.ehr._writeback import RUN_SYSTEM, ReportStatus, Writeback, build_writeback, image_study_uids
@@ -51,8 +51,9 @@ class FHIRSink:
         patient: The subject, ``"Patient/123"``; default the patient of the pulled case the run was made
             from (its ``pull.json``), when it was pulled from this same server.
         status: The DiagnosticReport's status: ``"final"`` or ``"preliminary"``.
-        include_pdf: Also attach the report as PDF. okaflow does not render PDFs: the run directory must
-            hold a ``report.pdf`` (made by you), else publishing is refused before anything is sent.
+        include_pdf: Also attach the report as PDF: the run's ``report.pdf`` if there is one, else
+            ``report.html`` printed by headless Chromium (:func:`okaflow.tools.reporting.render_pdf`); with
+            neither, publishing is refused before anything is sent.
         code: The DiagnosticReport's ``code`` Coding (default LOINC 18748-4 with images, 11488-4 without).
 
     Raises:
@@ -118,12 +119,18 @@ class FHIRSink:
     def _pdf(self, root: Path, report_paths: Mapping[str, str]) -> bytes | None:
         if not self.include_pdf:
             return None
+        from okaflow.tools.reporting import render_pdf
+
         path = Path(report_paths["pdf"]) if "pdf" in report_paths else root / "report.pdf"
         if not path.is_file():
-            raise PublishError(
-                f"include_pdf=True but run {root} has no report.pdf: okaflow does not render PDFs; nothing was sent",
-                hint="render report.html to report.pdf in the run directory yourself, or leave include_pdf off",
-            )
+            try:
+                path = render_pdf(Path(report_paths.get("html") or root / "report.html"), path)
+            except ConfigurationError as exc:
+                raise PublishError(
+                    f"include_pdf=True but run {root} has no report.pdf and it cannot be printed: {exc.message}; "
+                    "nothing was sent",
+                    hint=exc.hint or "put a report.pdf in the run directory, or leave include_pdf off",
+                ) from None
         return path.read_bytes()
 
     def _already_published(self, root: Path) -> str | None:

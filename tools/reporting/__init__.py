@@ -25,6 +25,7 @@ from okaflow.tools.reporting._model import (
     VerificationFlag,
     block_cites,
 )
+from okaflow.tools.reporting._pdf import find_chromium, render_pdf
 from okaflow.tools.reporting._plots import (
     PANEL_CELL_SIZE,
     TREND_SIZE,
@@ -56,6 +57,7 @@ __all__ = [
     "TextBlock",
     "VerificationFlag",
     "block_cites",
+    "find_chromium",
     "label_layout",
     "parse_fhir_datetime",
     "plot_observation_panel",
@@ -64,6 +66,7 @@ __all__ = [
     "render_html",
     "render_json",
     "render_markdown",
+    "render_pdf",
     "stamp_label",
     "write_report",
 ]

@@ -227,9 +227,12 @@ def test_a_case_pulled_from_another_server_gives_no_patient(tmp_path: Path) -> N
     assert FHIRSink(MockEHR().client()).publish(make_run(tmp_path / "run2", source=case), {})
 
 
-def test_include_pdf_without_a_pdf_is_refused_before_any_request(tmp_path: Path) -> None:
+def test_include_pdf_without_a_pdf_or_chromium_is_refused_before_any_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OKAFLOW_CHROMIUM", str(tmp_path / "no-chromium-here"))
     ehr = MockEHR()
-    with pytest.raises(okaflow.PublishError, match="does not render PDFs"):
+    with pytest.raises(okaflow.PublishError, match="needs Chromium"):
         FHIRSink(ehr.client(), patient="Patient/p1", include_pdf=True).publish(make_run(tmp_path / "run"), {})
     assert ehr.requests == []
 

@@ -1,0 +1,66 @@
+"""The report as PDF, printed by headless Chromium from the self-contained ``report.html``.
+
+No Python PDF stack renders the report's HTML and CSS faithfully; a browser does. okaflow runs the
+Chromium binary (``$OKAFLOW_CHROMIUM``, else ``chromium``/``chromium-browser``/``google-chrome`` on PATH)
+as a subprocess with ``--print-to-pdf``, offline (the HTML embeds its images), bounded in time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from okaflow._errors import ConfigurationError
+
+__all__ = ["PDF_TIMEOUT_S", "find_chromium", "render_pdf"]
+
+PDF_TIMEOUT_S = 60.0
+_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def find_chromium() -> str | None:
+    """The Chromium (or Chrome) executable okaflow prints with, or None."""
+    configured = os.environ.get("OKAFLOW_CHROMIUM")
+    if configured:
+        return configured if Path(configured).is_file() else None
+    return next((found for name in _NAMES if (found := shutil.which(name))), None)
+
+
+def render_pdf(html: str | Path, pdf: str | Path | None = None, *, timeout: float = PDF_TIMEOUT_S) -> Path:
+    """Print an HTML report (``report.html``) to PDF; the PDF's path (default beside it, ``report.pdf``).
+
+    Raises:
+        ConfigurationError: no Chromium on this machine, or it failed or timed out (its output quoted).
+    """
+    source = Path(html).resolve()
+    target = Path(pdf) if pdf is not None else source.with_suffix(".pdf")
+    browser = find_chromium()
+    if browser is None:
+        raise ConfigurationError(
+            "printing the report to PDF needs Chromium, and none was found",
+            hint="install it (Debian: apt-get install chromium) or set $OKAFLOW_CHROMIUM to its executable",
+        )
+    with tempfile.TemporaryDirectory(prefix="okaflow-pdf-") as profile:
+        command = [
+            browser,
+            "--headless",
+            "--no-sandbox",  # containers and CI run as root, where Chromium's sandbox refuses to start
+            "--disable-gpu",
+            "--no-pdf-header-footer",
+            f"--user-data-dir={profile}",
+            f"--print-to-pdf={target.resolve()}",
+            source.as_uri(),
+        ]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise ConfigurationError(f"Chromium did not print {source} within {timeout:g} s") from None
+    if done.returncode != 0 or not target.is_file() or target.read_bytes()[:5] != b"%PDF-":
+        raise ConfigurationError(
+            f"Chromium could not print {source} to PDF (exit {done.returncode}): {done.stderr.strip()[-400:]}",
+            hint="check that the Chromium at $OKAFLOW_CHROMIUM starts headless on this machine",
+        )
+    return target
