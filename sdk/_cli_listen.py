@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -12,6 +13,7 @@ from rich.console import Console
 
 from okaflow._cli_sinks import add_sink_flags
 from okaflow._constants import (
+    ENV_FHIR_URL,
     LISTEN_AET,
     LISTEN_HOST,
     LISTEN_MAX_ATTEMPTS,
@@ -20,6 +22,7 @@ from okaflow._constants import (
     LISTEN_SETTLE_S,
     LISTEN_WORKERS,
 )
+from okaflow._errors import ConfigurationError
 
 __all__ = ["add_listen_parser", "listen_command"]
 
@@ -67,6 +70,12 @@ def listen_command(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.status:
         _print_jobs(read_jobs(args.spool), out)
         return 0
+    if args.fhir_patient:
+        raise ConfigurationError(
+            "--fhir-patient does not apply to okaflow listen: each study's patient is matched on the FHIR server"
+        )
+    # The EHR the report goes to is the one the patient is matched on, unless told otherwise.
+    fhir_url = args.fhir_url or os.environ.get(ENV_FHIR_URL) or args.push_fhir
     with contextlib.ExitStack() as stack:
         backend, generator = _backend_and_generator(args, stack, backend_required=True)
         service = ListenService(
@@ -75,7 +84,7 @@ def listen_command(args: argparse.Namespace, out: Console, err: Console) -> int:
             port=args.port,
             ae_title=args.aet,
             allowed_calling_aets=args.allow_aet,
-            fhir=args.fhir_url,
+            fhir=fhir_url,
             identifier_system=args.identifier_system,
             workflow=args.workflow,
             task=args.task,
