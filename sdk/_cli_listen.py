@@ -44,7 +44,8 @@ def add_listen_parser(
     ls.add_argument("--aet", default=LISTEN_AET, help=f"our AE title (default {LISTEN_AET})")
     ls.add_argument("--allow-aet", action="append", metavar="AET", help="accept studies only from this AE (repeat)")
     ls.add_argument(
-        "--fhir-url", help="FHIR server to match patients on ($OKAFLOW_FHIR_URL; token $OKAFLOW_FHIR_TOKEN)"
+        "--fhir-url",
+        help="FHIR server to match patients on ($OKAFLOW_FHIR_URL, else --push-fhir; token $OKAFLOW_FHIR_TOKEN)",
     )
     ls.add_argument("--identifier-system", help="match PatientID against Patient identifiers of this system only")
     ls.add_argument("--workflow", help="workflow for every study (default radiology-report)")
