@@ -22,6 +22,7 @@ from okaflow._errors import (
     ClinicalTimeoutError,
 )
 from okaflow._server_text import server_said
+from okaflow._urls import without_query
 
 if TYPE_CHECKING:
     import httpx
@@ -53,7 +54,7 @@ def status_error(
         attempts: How many attempts were made (named when more than one).
         credentials: Whether the request carried credentials (changes the 401 hint).
     """
-    url = _without_query(url)
+    url = without_query(url)
     said = server_said(body, _MAX_SAID)
     answered = f"{method} {url} answered {status_code} {reason}".rstrip()
     if attempts > 1:
@@ -88,7 +89,7 @@ def status_error(
 
 def connection_error(*, system: str, url: str, exc: BaseException, attempts: int, timeout: bool) -> ClinicalSystemError:
     """The typed error for a server that could not be reached or did not answer in time."""
-    url = _without_query(url)
+    url = without_query(url)
     tries = f" after {attempts} attempts" if attempts > 1 else ""
     detail = f"{type(exc).__name__}: {exc or 'no detail'}"
     if timeout:
@@ -104,12 +105,6 @@ def connection_error(*, system: str, url: str, exc: BaseException, attempts: int
         url=url,
         hint=f"is the {system} server running? check the URL{_ENV_URL.get(system, '')}, host and port",
     )
-
-
-def _without_query(url: str) -> str:
-    # Searches carry patient identifiers in the query, and errors end up in logs: errors name the endpoint
-    # only (the audit trail keeps the whole request).
-    return url.split("?", 1)[0]
 
 
 @dataclass(frozen=True)

@@ -151,22 +151,50 @@ def backend_for(manifest: dict[str, Any], backend: UnderstandingBackend | str | 
     )
 
 
-def generator_for(manifest: dict[str, Any]) -> Any:
+def generator_for(manifest: dict[str, Any], *, asynchronous: bool = False) -> Any:
     """The ``generator=`` option that rebuilds the recorded generator (``"default"``: the classical one).
 
+    A diffusers pipeline is loaded again from its recorded folder, with the recorded device and settings;
+    an image endpoint is reached again at its recorded URL (the API key from ``$OKAFLOW_API_KEY``).
+
     Raises:
-        ConfigurationError: It was another generator: pass ``generator=``.
+        ConfigurationError: It was a generator the record cannot rebuild (custom, or its pipeline folder is
+            gone): pass ``generator=``.
     """
     recorded = manifest["settings"].get("generator")
     if recorded is None:
         return None
     if recorded["name"] == "classical":
         return "default"
+    spec = recorded.get("rebuild")
+    if spec is not None:
+        return _rebuild_generator(spec, asynchronous)
     raise ConfigurationError(
         f"okaflow cannot rebuild the recorded generator {recorded['name']!r}",
         hint="pass generator= with the same generation tool (CLI: --generator diffusers --generation-model DIR, "
         "or --generator endpoint --generation-url URL --generation-model NAME)",
     )
+
+
+def _rebuild_generator(spec: dict[str, Any], asynchronous: bool) -> Any:
+    from okaflow.tools import generation
+
+    options = {k: v for k, v in spec.items() if k != "kind"}
+    if spec["kind"] == "classical":
+        return generation.ClassicalGenerator()
+    if spec["kind"] == "chain":
+        return generation.GeneratorChain(*(_rebuild_generator(g, asynchronous) for g in spec["generators"]))
+    if spec["kind"] == "diffusers":
+        if not Path(spec["pipeline"]).is_dir():
+            raise ConfigurationError(
+                f"the run's diffusers pipeline {spec['pipeline']} is gone",
+                hint="pass generator= (CLI: --generator diffusers --generation-model DIR) with the same pipeline",
+            )
+        return generation.DiffusersGenerator(options.pop("pipeline"), **options)
+    if spec["kind"] == "endpoint":
+        cls = generation.AsyncImageEndpointGenerator if asynchronous else generation.ImageEndpointGenerator
+        return cls(**options)
+    raise ConfigurationError(f"the record names a generator of unknown kind {spec['kind']!r}")
 
 
 def final_state(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:

@@ -83,8 +83,9 @@ def rerun(
         options["max_steps"] = max_steps
     if seed is not None:
         options["seed"] = seed
+    rebuilt = None
     if "generator" not in options:
-        options["generator"] = generator_for(manifest)
+        options["generator"] = rebuilt = generator_for(manifest)
     chosen = backend_for(manifest, backend)
     target = Path(out) if out is not None else parent.with_name(f"{parent.name}-from-{from_step}")
     target = _new_run_dir(loaded, target, force)
@@ -96,8 +97,8 @@ def rerun(
         target, loaded, wf, chosen, manifest["thread_id"], _settings(dict(options)), started, parent=parent_info
     )
     emit = _event_sink(target, on_event)
-    # A backend okaflow rebuilt from the parent's record is okaflow's to close.
-    with _sqlite_saver(target) as saver, _closing_owned(chosen if backend is None else None):
+    # A backend (or generator) okaflow rebuilt from the parent's record is okaflow's to close.
+    with _sqlite_saver(target) as saver, _closing_owned(chosen if backend is None else None), _closing_owned(rebuilt):
         graph, ctx = _agent(loaded, wf, chosen, saver, target, options, started)
         config = {"configurable": {"thread_id": manifest["thread_id"]}}
         fork = _checkpoint_before(graph, config, from_step, parent)

@@ -71,16 +71,17 @@ def resume(
             hint="resume with the same sinks (CLI: the same --publish-dir) the run was started with",
         )
     options = {**recorded_options(manifest), **agent_options, "sinks": sinks}
+    rebuilt = None
     if "generator" not in options:
-        options["generator"] = generator_for(manifest)
+        options["generator"] = rebuilt = generator_for(manifest)
     chosen = backend_for(manifest, backend)
     wf = get_workflow(manifest["workflow"])
     emit = _event_sink(path, on_event)
     # Calls the stopped step made before it failed are answered from the record, not made twice.
     finished = finished_prompt_hashes(final_state(path, manifest))
     leftovers = [call for call in read_calls(path) if call["prompt_hash"] not in finished]
-    # A backend okaflow rebuilt from the record is okaflow's to close.
-    with _sqlite_saver(path) as saver, _closing_owned(chosen if backend is None else None):
+    # A backend (or generator) okaflow rebuilt from the record is okaflow's to close.
+    with _sqlite_saver(path) as saver, _closing_owned(chosen if backend is None else None), _closing_owned(rebuilt):
         graph, ctx = _agent(loaded, wf, chosen, saver, path, options, manifest["created"], reuse=leftovers)
         config = {"configurable": {"thread_id": manifest["thread_id"]}}
         snapshot = graph.get_state(config)

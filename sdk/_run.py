@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from okaflow._audit import AUDIT_LOG, AuditTrail
 from okaflow._case import Case
 from okaflow._constants import DEFAULT_MAX_STEPS, DEFAULT_RUNS_DIR, DEFAULT_WORKFLOW, ENV_RUNS_DIR, RUN_MANIFEST
 from okaflow._errors import ConfigurationError, RunDirectoryError
 from okaflow._types import utc_now
+from okaflow._urls import without_credentials
 from okaflow._version import __version__
 from okaflow.model_backend import EvidenceOnlyAnalyst, UnderstandingBackend
 from okaflow.tools.generation import GenerationTool
@@ -138,7 +138,7 @@ def _write_manifest(
             "name": backend.name,
             "model_id": backend.model_id,
             "is_model": backend.is_model,
-            "base_url": _without_credentials(getattr(backend, "base_url", None)),
+            "base_url": without_credentials(getattr(backend, "base_url", None)),
             "max_images_per_request": getattr(backend, "max_images_per_request", None),
         },
         "settings": settings,
@@ -146,16 +146,6 @@ def _write_manifest(
     if parent is not None:
         manifest["parent"] = parent
     (run_dir / RUN_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
-
-
-def _without_credentials(url: str | None) -> str | None:
-    """A URL fit for the manifest: user and password removed (API keys never reach the run record)."""
-    if not url:
-        return None
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 
 def _prepare(case: Case | str | Path, workflow: Workflow | str | None, task: str | None) -> tuple[Case, Workflow]:
@@ -341,6 +331,8 @@ def _settings(options: dict[str, Any]) -> dict[str, Any]:
             "name": generator.name,
             "model_id": generator.model_id,
             "tasks": [t for t in GENERATION_TASKS if generator.supports(t)],
+            # How resume and rerun load it again (absent for a generator of your own).
+            "rebuild": getattr(generator, "rebuild_spec", None),
         }
     else:
         settings["generator"] = None

@@ -9,6 +9,7 @@ the generator that made it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from okaflow._errors import ConfigurationError, GenerationTaskError
 from okaflow.tools.generation._protocol import GenerationRequest, GenerationResult, GenerationTool
@@ -40,6 +41,19 @@ class GeneratorChain:
 
     def supports(self, task: str) -> bool:
         return any(g.supports(task) for g in self.generators)
+
+    def close(self) -> None:
+        """Close the generators that hold connections (an image endpoint's HTTP client)."""
+        for generator in self.generators:
+            close = getattr(generator, "close", None)
+            if callable(close):
+                close()
+
+    @property
+    def rebuild_spec(self) -> dict[str, Any] | None:
+        """Each generator's spec, in order (None if one of them has none)."""
+        specs = [getattr(g, "rebuild_spec", None) for g in self.generators]
+        return {"kind": "chain", "generators": specs} if all(specs) else None
 
     def generate(
         self, request: GenerationRequest | TaskRequest, images: Mapping[str, MedicalImage]

@@ -48,6 +48,7 @@ class ClassicalGenerator:
 
     name = "classical"
     model_id = None
+    rebuild_spec: dict[str, Any] = {"kind": "classical"}  # noqa: RUF012 (read only)
 
     def supports(self, task: str) -> bool:
         return task in _CLASSICAL_TASKS or task in GENERATIVE_TASKS

@@ -142,6 +142,20 @@ class DiffusersGenerator:
         self.modality = modality
         self._name = model_name or path.name
         self._lock = threading.Lock()
+        self._spec: dict[str, Any] = {
+            "kind": "diffusers",
+            "pipeline": str(path.resolve()),
+            "device": device,
+            "dtype": dtype,
+            "model_name": model_name,
+            "attention_slicing": attention_slicing,
+            "cpu_offload": cpu_offload,
+            "steps": steps,
+            "guidance": guidance,
+            "max_batch": max_batch,
+            "modality": modality,
+            "upscale_factor": upscale_factor,
+        }
         pipe = diffusers.DiffusionPipeline.from_pretrained(
             path, dtype=getattr(self._torch, dtype), local_files_only=True
         )
@@ -170,6 +184,12 @@ class DiffusersGenerator:
     @property
     def model_id(self) -> str:
         return self._name
+
+    @property
+    def rebuild_spec(self) -> dict[str, Any] | None:
+        """How a run records this generator so resume and rerun can load it again (None: size limits are
+        custom and cannot be recorded)."""
+        return self._spec if self.limits is UNIMEDVL_LIMITS else None
 
     @property
     def pipeline(self) -> Any:

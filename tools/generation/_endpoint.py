@@ -54,8 +54,9 @@ from okaflow._constants import (
     SYNTHETIC_LABEL,
 )
 from okaflow._errors import BackendOutputError, ConfigurationError, GenerationTaskError
+from okaflow._urls import without_credentials
 from okaflow.model_backend._http import HttpCall, RetryPolicy
-from okaflow.tools.generation._limits import GenerationLimits, fit_sources
+from okaflow.tools.generation._limits import UNIMEDVL_LIMITS, GenerationLimits, fit_sources
 from okaflow.tools.generation._metrics import score_against_reference
 from okaflow.tools.generation._pipelines import IMAGE_TASKS
 from okaflow.tools.generation._protocol import GenerationResult
@@ -125,6 +126,18 @@ class ImageEndpointCommon:
         self.sampling = sampling
         self.limits = limits
         self.extra_body = dict(extra_body or {})
+        # Enough to connect again on resume or rerun; the API key is read from the environment then, never recorded.
+        self.rebuild_spec: dict[str, Any] | None = (
+            {
+                "kind": "endpoint",
+                "base_url": without_credentials(self.base_url),
+                "model": self.model,
+                "api": api,
+                "sampling": sampling,
+            }
+            if limits is UNIMEDVL_LIMITS and not extra_body
+            else None
+        )
         self._api_key = api_key or os.environ.get(ENV_API_KEY) or None
         if timeout is None:
             self.timeout = httpx.Timeout(

@@ -75,9 +75,19 @@ class ReplayGenerator:
         tasks: The tasks the recorded generator supported (a replay offers the model the same ones).
     """
 
-    def __init__(self, run_dir: Path, *, name: str, model_id: str | None, tasks: list[str]) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        name: str,
+        model_id: str | None,
+        tasks: list[str],
+        rebuild: dict[str, Any] | None = None,
+    ) -> None:
         self.name = name
         self.model_id = model_id
+        # What the recorded generator was, so a replay's record names it as the original's did.
+        self.rebuild_spec = rebuild
         self._tasks = set(tasks)
         self._store = ArtifactStore(run_dir)
         self._records: dict[str, deque[dict[str, Any]]] = defaultdict(deque)

@@ -55,6 +55,15 @@ def test_the_agent_super_resolves_a_small_mr_series_and_replays_it_without_the_p
     assert manifest["settings"]["generator"]["name"] == "diffusers+classical"
     assert manifest["settings"]["generator"]["model_id"] == "sd-upscaler"
 
+    # A rerun names no generator: the recorded pipeline is loaded again from its folder and does the work.
+    rerun = okaflow.rerun(result.run_dir, out=tmp_path / "rerun")
+    (again,) = rerun.state["generated"]
+    assert again["provenance"]["model_id"] == "sd-upscaler" and again["artifact"] == made["artifact"]
+    spec = manifest["settings"]["generator"]["rebuild"]
+    assert spec["kind"] == "chain" and spec["generators"][0]["pipeline"] == str(
+        generators["sd-upscaler"].path.resolve()
+    )
+
     def no_pipeline(*args: object, **kwargs: object) -> None:
         raise AssertionError("a replay must not run the pipeline")
 
