@@ -169,11 +169,12 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
         errors = [f"{t['tool']}: {t['error']}" for t in state.get("tool_log", []) if t.get("error")]
         case = ctx.case
         image_ids = [i.id for i in case.images]
+        visual_tasks = _visual_tasks(config.generator) if not final else []
         schema = analysis_json_schema(
             evidence_ids=[e.id for e in evidence],
             sections=wf.sections,
             tools={n: t.parameters for n, t in offered.items()},
-            visual_tasks=_visual_tasks(config.generator) if not final else [],
+            visual_tasks=visual_tasks,
             image_ids=image_ids,
             max_claims=config.max_claims,
             max_claim_chars=config.max_claim_chars,
@@ -183,7 +184,14 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
         requests = []
         for index, batch in enumerate(batches):
             messages = analysis_messages(
-                wf, state["task"], evidence, offered, [m.evidence_id for m in batch], errors, final=final
+                wf,
+                state["task"],
+                evidence,
+                offered,
+                [m.evidence_id for m in batch],
+                errors,
+                final=final,
+                visual_tasks=visual_tasks,
             )
             if len(batches) > 1:
                 note = (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from okaflow._types import Evidence
@@ -34,11 +34,13 @@ def analysis_messages(
     tool_errors: list[str],
     *,
     final: bool,
+    visual_tasks: Sequence[str] = (),
 ) -> list[ChatMessage]:
     """The system and user messages for one analyze call.
 
     Args:
         final: True on the last allowed step: the model is told to answer without tools.
+        visual_tasks: Generation tasks the configured generator can do, offered as ``visual_requests``.
     """
     parts = [
         f"Task: {task}",
@@ -59,6 +61,11 @@ def analysis_messages(
         )
     else:
         parts.append("No more tool calls: write your claims now with done=true.")
+    if visual_tasks and not final:
+        parts.append(
+            "Visual outputs you may ask for in visual_requests (shown beside their source image, labelled as "
+            f"generated): {', '.join(visual_tasks)}. Name the source image ids; ask only where an image helps."
+        )
     if tool_errors:
         parts.append("Tool errors from your last calls:\n" + "\n".join(f"- {e}" for e in tool_errors))
     return [

@@ -245,3 +245,20 @@ def test_a_finished_run_leaves_nothing_of_itself_alive(ct_pair_case: Case, tmp_p
     refs = [one(i) for i in range(3)]
     gc.collect()
     assert [r() for r in refs] == [None, None, None]
+
+
+def test_the_prompt_offers_the_generators_visual_tasks_and_the_schema_agrees(
+    ct_pair_case: Case, tmp_path: Path
+) -> None:
+    from okaflow.tools.generation import ClassicalGenerator
+
+    backend = ScriptedBackend([{"claims": [], "done": True}])
+    run(ct_pair_case, backend=backend, out=tmp_path / "with", generator=ClassicalGenerator())
+    text = backend.requests[0].messages[-1].content
+    offered = backend.requests[0].response_schema["properties"]["visual_requests"]["items"]["properties"]["task"][
+        "enum"
+    ]
+    assert "visual_requests" in text and all(task in text for task in offered) and "super_resolution" in offered
+    silent = ScriptedBackend([{"claims": [], "done": True}])
+    run(ct_pair_case, backend=silent, out=tmp_path / "without", generator=None)
+    assert "visual_requests" not in silent.requests[0].messages[-1].content, "offered visuals with no generator"
