@@ -33,6 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from okaflow._cli_listen import add_listen_parser, listen_command
+from okaflow._cli_pull import add_pull_parser, pull_command
 from okaflow._cli_sinks import add_sink_flags, sinks_from_flags
 from okaflow._constants import DEFAULT_MAX_STEPS, VLLM_READY_TIMEOUT_S
 from okaflow._errors import (
@@ -173,6 +174,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("workflows", help="list the registered workflows")
     add_listen_parser(sub, _add_backend_flags, _add_generator_flags)
+    add_pull_parser(sub)
 
     m = sub.add_parser("model", help="serve a model with vLLM, or check a model server")
     msub = m.add_subparsers(dest="model_command", required=True)
@@ -208,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _approve(args, out)
         if args.command == "listen":
             return listen_command(args, out, err)
+        if args.command == "pull":
+            return pull_command(args, out)
         if args.command == "model":
             return _model(args, out, err)
         if args.command == "replay":

@@ -13,7 +13,7 @@ from typing import Any
 
 from okaflow._errors import ConfigurationError
 
-__all__ = ["add_sink_flags", "sinks_from_flags"]
+__all__ = ["add_sink_flags", "dimse_peer", "sinks_from_flags"]
 
 _DIMSE_PEER = re.compile(r"^(?P<aet>[^@]{1,16})@(?P<host>[^:]+):(?P<port>\d{1,5})$")
 
@@ -68,12 +68,19 @@ def sinks_from_flags(args: argparse.Namespace, stack: contextlib.ExitStack[Any])
     if args.push_dimse:
         from okaflow.tools.pacs import DIMSEClient
 
-        peer = _DIMSE_PEER.match(args.push_dimse)
-        if peer is None:
-            raise ConfigurationError(
-                f"--push-dimse {args.push_dimse!r} is not AET@HOST:PORT",
-                hint="e.g. --push-dimse PACS@pacs.example:11112",
-            )
-        dimse = stack.enter_context(DIMSEClient(peer["host"], int(peer["port"]), called_aet=peer["aet"]))
+        aet, host, port = dimse_peer(args.push_dimse, "--push-dimse")
+        dimse = stack.enter_context(DIMSEClient(host, port, called_aet=aet))
         sinks.append(DICOMSink(dimse, sr_kind=args.sr_kind))
     return sinks
+
+
+def dimse_peer(value: str, flag: str) -> tuple[str, str, int]:
+    """``AET@HOST:PORT`` as (AE title, host, port).
+
+    Raises:
+        ConfigurationError: ``value`` is not of that form.
+    """
+    peer = _DIMSE_PEER.match(value)
+    if peer is None:
+        raise ConfigurationError(f"{flag} {value!r} is not AET@HOST:PORT", hint=f"e.g. {flag} PACS@pacs.example:11112")
+    return peer["aet"], peer["host"], int(peer["port"])
