@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import io
 import json
 import os
 import signal
@@ -231,6 +232,29 @@ def synthetic_dicom(name: str) -> pydicom.Dataset:
         ds.SOPInstanceUID = generate_uid(entropy_srcs=[seed, "instance"])
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     return ds
+
+
+def new_patient_with_study(fhir: FHIRServer, pacs: PACSServer, mrn: str) -> tuple[str, pydicom.Dataset]:
+    """A synthetic patient of the test's own on both servers: a FHIR Patient carrying ``mrn``, and one CT
+    instance of a new study under that PatientID stored in Orthanc. Tests that write into a study use one,
+    so the shared studies other tests read stay as they were. Returns the Patient's id and the instance."""
+    ds = synthetic_dicom("CT_STUDY")
+    ds.PatientID, ds.PatientName, ds.AccessionNumber = mrn, f"Synthetic^{mrn}", f"ACC-{mrn}"[:16]
+    for n, keyword in enumerate(("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")):
+        setattr(ds, keyword, generate_uid(entropy_srcs=[mrn, str(n)]))
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    patient = {"resourceType": "Patient", "identifier": [{"value": mrn}], "name": [{"family": "Synthetic"}]}
+    answer = httpx.post(
+        f"{fhir.base_url}/Patient",
+        json=patient,
+        headers={"Authorization": f"Bearer {STATIC_TOKEN}", "If-None-Exist": f"identifier={mrn}"},
+        timeout=30,
+    )
+    assert answer.status_code in (200, 201), answer.text[:500]
+    upload = io.BytesIO()
+    ds.save_as(upload, enforce_file_format=True)
+    httpx.post(f"{pacs.http_url}/instances", content=upload.getvalue(), timeout=30).raise_for_status()
+    return str(answer.json()["id"]), ds
 
 
 def study_uids() -> dict[str, str]:

@@ -9,7 +9,7 @@ import pytest
 import okaflow
 from okaflow._cli import EXIT_CODES, main
 
-from .conftest import STATIC_TOKEN, FHIRServer, PACSServer, synthetic_dicom
+from .conftest import STATIC_TOKEN, FHIRServer, PACSServer, new_patient_with_study, synthetic_dicom
 
 pytestmark = pytest.mark.integration
 
@@ -51,3 +51,33 @@ def test_pull_says_what_is_wrong_with_an_exit_code_for_scripts(
     assert no_pacs == EXIT_CODES["config"] and "need a PACS" in capsys.readouterr().err
     down = main(["pull", "--out", str(tmp_path / "c"), "--fhir-url", "http://127.0.0.1:9/fhir", "--patient", "1"])
     assert down == EXIT_CODES["clinical"] and "cannot reach" in capsys.readouterr().err
+
+
+def test_run_pushes_to_both_servers_only_after_approval_with_the_same_flags(
+    fhir_server: FHIRServer, pacs_server: PACSServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from okaflow.tools.ehr import FHIRClient
+    from okaflow.tools.pacs import DICOMwebClient
+
+    patient_id, ds = new_patient_with_study(fhir_server, pacs_server, "OKA-CLI-PUSH-001")
+    case = tmp_path / "case"
+    dimse = f"{pacs_server.aet}@127.0.0.1:{pacs_server.dicom_port}"
+    assert main(["pull", "--out", str(case), "--fhir-url", fhir_server.base_url, "--patient", patient_id,
+                 "--dimse", dimse]) == 0  # fmt: skip
+    push = ["--push-fhir", fhir_server.base_url, "--push-dicomweb", pacs_server.dicomweb_url, "--sr-kind", "basic"]
+    run_dir = tmp_path / "run"
+    assert main(["run", str(case), "--out", str(run_dir), *push]) == EXIT_CODES["awaiting_approval"]
+    with FHIRClient(fhir_server.base_url, auth=STATIC_TOKEN) as ehr:
+        assert ehr.search("DiagnosticReport", {"subject": f"Patient/{patient_id}"}) == [], "written before approval"
+    capsys.readouterr()
+    # Approving with other sinks than the run was started with is refused; with the same, both are written.
+    assert main(["approve", str(run_dir), str(case), "--yes", "--push-fhir", fhir_server.base_url]) != 0
+    assert "was started to publish to" in capsys.readouterr().err
+    assert main(["approve", str(run_dir), str(case), "--yes", "--by", "dr-cli", *push]) == 0
+    with FHIRClient(fhir_server.base_url, auth=STATIC_TOKEN) as ehr:
+        assert len(ehr.search("DiagnosticReport", {"subject": f"Patient/{patient_id}"})) == 1
+    with DICOMwebClient(pacs_server.dicomweb_url) as web:
+        series = web.search_series(str(ds.StudyInstanceUID))
+    assert "SR" in {s.modality for s in series}
+    writes = [e for e in okaflow.read_audit(run_dir) if e["action"] in ("approve", "transaction", "store")]
+    assert [e["action"] for e in writes] == ["approve", "transaction", "store"] and "dr-cli" in writes[0]["detail"]

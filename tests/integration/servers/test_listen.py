@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 import time
@@ -18,7 +17,7 @@ from okaflow.model_backend import free_port
 from okaflow.tools.ehr import FHIRClient
 from okaflow.tools.publish import FolderSink
 
-from .conftest import STATIC_TOKEN, FHIRServer, PACSServer, synthetic_dicom
+from .conftest import STATIC_TOKEN, FHIRServer, PACSServer, new_patient_with_study, synthetic_dicom
 
 pytestmark = pytest.mark.integration
 ADA = "OKA-PACS-001"
@@ -242,19 +241,7 @@ def test_a_study_orthanc_sends_comes_back_to_both_servers_with_every_write_audit
     from okaflow.tools.pacs import DICOMwebClient, DIMSEClient
     from okaflow.tools.publish import DICOMSink, FHIRSink
 
-    mrn = "OKA-LISTEN-001"
-    ds = synthetic_dicom("CT_STUDY")
-    ds.PatientID, ds.PatientName = mrn, "Synthetic^Listen"
-    for n, keyword in enumerate(("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")):
-        setattr(ds, keyword, pydicom.uid.generate_uid(entropy_srcs=["listen-round-trip", str(n)]))
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    with FHIRClient(fhir_server.base_url, auth=STATIC_TOKEN) as ehr:
-        patient = ehr.create(
-            {"resourceType": "Patient", "identifier": [{"value": mrn}], "name": [{"family": "Synthetic"}]},
-            if_none_exist=f"identifier={mrn}",
-        )
-    upload = io.BytesIO()
-    ds.save_as(upload, enforce_file_format=True)
+    patient_id, ds = new_patient_with_study(fhir_server, pacs_server, "OKA-LISTEN-001")
     orthanc = httpx.Client(base_url=pacs_server.http_url, timeout=30)
 
     ehr, pacs = (
@@ -271,7 +258,6 @@ def test_a_study_orthanc_sends_comes_back_to_both_servers_with_every_write_audit
         require_approval=False,
     )
     with ehr, pacs, orthanc, service:
-        orthanc.post("/instances", content=upload.getvalue()).raise_for_status()
         (found,) = orthanc.post("/tools/lookup", content=str(ds.StudyInstanceUID)).json()
         sent = orthanc.post("/modalities/okaflow/store", json={"Resources": [found["ID"]], "Synchronous": True})
         sent.raise_for_status()
@@ -279,7 +265,7 @@ def test_a_study_orthanc_sends_comes_back_to_both_servers_with_every_write_audit
     run_dir = Path(job.run_dir or "")
     published = json.loads((run_dir / "published" / "fhir.json").read_text())
     with FHIRClient(fhir_server.base_url, auth=STATIC_TOKEN) as reader:
-        reports = reader.search("DiagnosticReport", {"subject": f"Patient/{patient['id']}"})
+        reports = reader.search("DiagnosticReport", {"subject": f"Patient/{patient_id}"})
     assert len(reports) == 1 and published, "the report did not reach the EHR"
     with DICOMwebClient(pacs_server.dicomweb_url) as web:
         modalities = sorted(s.modality or "" for s in web.search_series(str(ds.StudyInstanceUID)))
