@@ -23,6 +23,7 @@ application log (logger ``okaflow.listen``) never carries a patient identifier o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -45,6 +46,7 @@ from okaflow._constants import (
     LISTEN_RETRY_DELAY_S,
     LISTEN_SETTLE_S,
     LISTEN_WORKERS,
+    RUN_MANIFEST,
 )
 from okaflow._errors import (
     BackendConnectionError,
@@ -55,6 +57,7 @@ from okaflow._errors import (
     ClinicalStatusError,
     ClinicalTimeoutError,
     ConfigurationError,
+    RunDirectoryError,
 )
 from okaflow._types import utc_now
 
@@ -113,7 +116,13 @@ def read_jobs(spool: str | Path) -> list[Job]:
     root = Path(spool) / "jobs"
     if not root.is_dir():
         return []
-    jobs = [Job.read(p) for p in root.iterdir() if (p / JOB_FILE).is_file()]
+    jobs = []
+    for folder in root.iterdir():
+        if (folder / JOB_FILE).is_file():
+            try:
+                jobs.append(Job.read(folder))
+            except (ValueError, TypeError, OSError):  # one damaged job.json must not stop the service
+                log.error("job %s: job.json cannot be read; left as it is", folder.name)
     return sorted(jobs, key=lambda j: (j.first_received, j.id))
 
 
@@ -137,7 +146,8 @@ class ListenService(Closing):
             each job's reads land in its own audit trail); None: the case holds only the DICOM header's facts.
         identifier_system: Match the DICOM PatientID against Patient identifiers of this system only.
         workflow, backend, task, generator: As :func:`okaflow.run` takes them.
-        sinks: Report sinks, or a factory of them called once per job (sinks that hold clients need one each).
+        sinks: Report sinks shared by every job (each job's writes still go to its own audit trail), or a
+            factory called once per job whose sinks are closed after it (their ``close()``, if any).
         require_approval: With sinks, each run waits for ``okaflow approve`` (default); False publishes
             unattended, which must be asked for explicitly.
         workers: Jobs run at once. max_attempts: attempts before a job is ``failed``.
@@ -190,6 +200,7 @@ class ListenService(Closing):
         self._last_arrival: dict[str, float] = {}  # job -> monotonic time of its last instance
         self._open: dict[int, set[str]] = {}  # association -> jobs it sent to
         self._running: dict[str, Future[None]] = {}
+        self._writing: dict[str, int] = {}  # job -> instances being written now
         self._queued: dict[str, Job] = {}  # kept in memory: a spool of thousands of finished jobs is not re-read
         self._stop = threading.Event()
         self._scp: StorageSCP | None = None
@@ -206,8 +217,9 @@ class ListenService(Closing):
             if job.state == "running":  # the process died mid-run: the attempt counts, the study runs again
                 job.history.append({"attempt": job.attempts, "ended": utc_now(), "outcome": "interrupted"})
                 self._set(job, "queued")
-            elif job.state == "receiving":  # its sender is gone: settle it from now
+            elif job.state == "receiving":  # its sender is gone: settle it from now (a resend joins it)
                 self._last_arrival[job.id] = time.monotonic()
+                self._receiving[job.study_uid] = job.id
             elif job.state == "queued":
                 self._queued[job.id] = job
         host, port, aet = self.address
@@ -254,7 +266,26 @@ class ListenService(Closing):
                 self._receiving[instance.study_uid] = job_id
             self._open.setdefault(instance.association, set()).add(job_id)
             self._last_arrival[job_id] = time.monotonic()
+            # An aborted association can end while this write is still going: the job is not settled meanwhile.
+            self._writing[job_id] = self._writing.get(job_id, 0) + 1
         folder = self._job_dir(job_id)
+        try:
+            self._write_instance(folder, instance)
+        finally:
+            with self._lock:
+                self._writing[job_id] -= 1
+                if not self._writing[job_id]:
+                    del self._writing[job_id]
+                self._last_arrival[job_id] = time.monotonic()
+        AuditTrail(folder / "case" / AUDIT_LOG).record(
+            "receive",
+            system="DIMSE",
+            endpoint=f"{instance.calling_aet}@{instance.peer}",
+            resource=f"study {instance.study_uid} instance {instance.sop_instance_uid}",
+        )
+
+    @staticmethod
+    def _write_instance(folder: Path, instance: IncomingInstance) -> None:
         target = folder / "case" / "images" / instance.series_uid / f"{instance.sop_instance_uid}.dcm"
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.part")
@@ -263,12 +294,6 @@ class ListenService(Closing):
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)  # a resent instance replaces its earlier copy
-        AuditTrail(folder / "case" / AUDIT_LOG).record(
-            "receive",
-            system="DIMSE",
-            endpoint=f"{instance.calling_aet}@{instance.peer}",
-            resource=f"study {instance.study_uid} instance {instance.sop_instance_uid}",
-        )
 
     def _association_ended(self, association: int) -> None:
         with self._lock:
@@ -292,7 +317,7 @@ class ListenService(Closing):
                 if time.monotonic() - rescanned > _RESCAN_S:
                     rescanned = time.monotonic()
                     self._adopt_queued()
-                self.dispatch_once()
+                self._dispatch_once()
             except Exception:  # the loop must survive anything: jobs stay on disk and are retried
                 log.exception("dispatcher error")
 
@@ -303,22 +328,19 @@ class ListenService(Closing):
                 if job.state == "queued" and job.id not in self._queued and job.id not in self._running:
                     self._queued[job.id] = job
 
-    def dispatch_once(self) -> None:
-        """Settle complete studies and start queued jobs that are due, up to ``workers`` at once."""
+    def _dispatch_once(self) -> None:
+        """Settle complete studies and start queued jobs that are due, up to ``workers`` at once (the
+        dispatcher thread alone calls this)."""
         now = time.monotonic()
         with self._lock:
-            busy = {j for jobs in self._open.values() for j in jobs}
+            busy = {j for jobs in self._open.values() for j in jobs} | set(self._writing)
             settled = [j for j, at in self._last_arrival.items() if j not in busy and now - at >= self.settle_s]
-            for job_id in settled:
-                del self._last_arrival[job_id]
-                self._receiving = {s: j for s, j in self._receiving.items() if j != job_id}
             self._running = {j: f for j, f in self._running.items() if not f.done()}
         for job_id in settled:
-            folder = self._job_dir(job_id)
-            job = Job.read(folder)
-            job.received = sum(1 for _ in (folder / "case" / "images").rglob("*.dcm"))
-            self._set(job, "queued")
-            log.info("job %s: study complete (%d instances), queued", job.id, job.received)
+            try:
+                self._settle(job_id)
+            except Exception:  # this job stays receiving and is tried again; the others go on
+                log.exception("job %s: could not be queued", job_id)
         wall = time.time()
         with self._lock:
             due = sorted(
@@ -331,6 +353,16 @@ class ListenService(Closing):
             job.attempts += 1
             self._set(job, "running")
             self._running[job.id] = self._pool.submit(self._work, job.id)
+
+    def _settle(self, job_id: str) -> None:
+        folder = self._job_dir(job_id)
+        job = Job.read(folder)
+        job.received = sum(1 for _ in (folder / "case" / "images").rglob("*.dcm"))
+        self._set(job, "queued")
+        with self._lock:
+            self._last_arrival.pop(job_id, None)
+            self._receiving = {s: j for s, j in self._receiving.items() if j != job_id}
+        log.info("job %s: study complete (%d instances), queued", job.id, job.received)
 
     def retry(self, job_id: str) -> Job:
         """Queue a ``failed`` job again now (its attempts start over)."""
@@ -373,19 +405,52 @@ class ListenService(Closing):
         log.info("job %s: %s", job.id, result.status.replace("_", " "))
 
     def _run_job(self, job: Job, folder: Path) -> Any:
+        """Resume the job's run where an earlier attempt left it, else build the case and start one.
+
+        Resuming keeps the run's identity, so sinks that already wrote (before a later sink or the process
+        failed) recognise their own writes and do not repeat them.
+        """
         from okaflow._listen_case import write_job_case
+        from okaflow._resume import resume
         from okaflow._run import run
 
         case_dir = folder / "case"
-        fhir = _fhir_client(self.fhir)
-        if fhir is None:
-            write_job_case(case_dir, job.id, None, self.identifier_system, **self.case_options)
-        else:
-            with fhir, auditing(AuditTrail(case_dir / AUDIT_LOG)):
-                write_job_case(case_dir, job.id, fhir, self.identifier_system, **self.case_options)
-        sinks = list(self.sinks() if callable(self.sinks) else self.sinks)
-        out = folder / "runs" / f"attempt-{job.attempts}"
-        return run(case_dir, out=out, force=True, sinks=sinks, **self.run_options)
+        with contextlib.ExitStack() as stack:
+            sinks = self._job_sinks(stack)
+            previous = Path(job.run_dir) if job.run_dir else None
+            if previous is not None and (previous / RUN_MANIFEST).is_file():
+                try:
+                    return resume(
+                        previous,
+                        case=case_dir,
+                        sinks=sinks,
+                        backend=self.run_options["backend"],
+                        generator=self.run_options["generator"],
+                    )
+                except RunDirectoryError:  # it stopped before its first checkpoint: start afresh
+                    pass
+            fhir = _fhir_client(self.fhir)
+            if fhir is None:
+                write_job_case(case_dir, job.id, None, self.identifier_system, **self.case_options)
+            else:
+                with fhir, auditing(AuditTrail(case_dir / AUDIT_LOG)):
+                    write_job_case(case_dir, job.id, fhir, self.identifier_system, **self.case_options)
+            out = folder / "runs" / f"attempt-{len(job.history) + 1}"
+            # Recorded before the run starts: a retry, or a restart after a crash, resumes this run.
+            job.run_dir = str(out)
+            job.write(folder)
+            return run(case_dir, out=out, force=True, sinks=sinks, **self.run_options)
+
+    def _job_sinks(self, stack: contextlib.ExitStack[Any]) -> list[ReportSink]:
+        """The sinks for one job; those a factory made are closed after it (their ``close()``, if any)."""
+        if not callable(self.sinks):
+            return list(self.sinks)
+        sinks = list(self.sinks())
+        for sink in sinks:
+            close = getattr(sink, "close", None)
+            if callable(close):
+                stack.callback(close)
+        return sinks
 
     # -- internals --------------------------------------------------------------------------------
     def _job_dir(self, job_id: str) -> Path:
@@ -400,7 +465,10 @@ class ListenService(Closing):
             else:
                 self._queued.pop(job.id, None)
         if self.on_job is not None:
-            self.on_job(job)
+            try:
+                self.on_job(job)
+            except Exception:  # a progress display must not stop a study
+                log.exception("on_job callback failed for job %s", job.id)
 
 
 def _fhir_client(spec: str | Callable[[], FHIRClient] | None) -> FHIRClient | None:

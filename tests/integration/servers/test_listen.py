@@ -275,3 +275,33 @@ def test_a_study_orthanc_sends_comes_back_to_both_servers_with_every_write_audit
     assert ("FHIR", "transaction") in trail and ("DIMSE", "store") in trail
     approve_at = trail.index(("okaflow", "approve"))
     assert all(step[1] in ("receive", "search", "read") for step in trail[:approve_at]), "a write before approval"
+
+
+def test_a_retry_after_a_failed_second_sink_resumes_the_run_and_writes_nothing_twice(
+    fhir_server: FHIRServer, pacs_server: PACSServer, tmp_path: Path
+) -> None:
+    from okaflow.tools.pacs import DICOMwebClient
+    from okaflow.tools.publish import DICOMSink, FHIRSink
+
+    patient_id, ds = new_patient_with_study(fhir_server, pacs_server, "OKA-LISTEN-002")
+    port = free_port()
+    ehr = FHIRClient(fhir_server.base_url, auth=STATIC_TOKEN)
+    down = DICOMwebClient(f"http://127.0.0.1:{free_port()}/dicom-web", max_retries=0)
+    service = okaflow.ListenService(
+        tmp_path,
+        port=port,
+        fhir=fhir_factory(fhir_server),
+        settle_s=0.1,
+        sinks=[FHIRSink(ehr), DICOMSink(down)],
+        require_approval=False,
+        max_attempts=2,
+        retry_delay_s=0.1,
+    )
+    with ehr, down, service:
+        send(port, [ds])
+        (job,) = wait_for(tmp_path, settled("failed"))
+    assert job.attempts == 2 and job.error is not None and job.error["type"] == "ClinicalConnectionError"
+    # The second attempt resumed the first run: the EHR got the report once, not once per attempt.
+    with FHIRClient(fhir_server.base_url, auth=STATIC_TOKEN) as reader:
+        assert len(reader.search("DiagnosticReport", {"subject": f"Patient/{patient_id}"})) == 1
+    assert sorted(p.name for p in (tmp_path / "jobs" / job.id / "runs").iterdir()) == ["attempt-1"]
