@@ -122,3 +122,5 @@ LISTEN_MAX_ATTEMPTS = 3
 LISTEN_RETRY_DELAY_S = 30.0
 # The largest instance the SCP accepts (a bigger one is refused with "out of resources", not half-written).
 LISTEN_MAX_INSTANCE_BYTES = 2 * 1024**3
+# Senders connected at once (each association holds its instance in memory while it arrives).
+LISTEN_MAX_ASSOCIATIONS = 16

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from okaflow._constants import CASE_MANIFEST
 from okaflow._errors import CaseError
 from okaflow._pull import PULL_RECORD, image_files
+from okaflow._urls import without_credentials
 from okaflow._version import __version__
 
 if TYPE_CHECKING:
@@ -68,7 +69,11 @@ def write_job_case(
         provenance["fhir"] = None
     else:
         bundle, patient = _record(fhir, patient_id, identifier_system, case_dir)
-        provenance["fhir"] = {"base_url": fhir.base_url, "patient": f"Patient/{patient}", "matched_by": "PatientID"}
+        provenance["fhir"] = {
+            "base_url": without_credentials(fhir.base_url),
+            "patient": f"Patient/{patient}",
+            "matched_by": "PatientID",
+        }
     (case_dir / "bundle.json").write_text(json.dumps(bundle, indent=2, default=str), encoding="utf-8")
     manifest: dict[str, Any] = {
         "id": job_id,

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from okaflow._audit import AUDIT_LOG, AuditTrail, auditing
 from okaflow._constants import CASE_MANIFEST, PULL_MAX_INSTANCES
 from okaflow._errors import CaseError, ConfigurationError
+from okaflow._urls import without_credentials
 from okaflow._version import __version__
 
 if TYPE_CHECKING:
@@ -304,14 +305,21 @@ def _pull(
     provenance: dict[str, Any] = {
         "okaflow": __version__,
         "pulled_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "fhir": {"base_url": fhir.base_url, "patient": f"Patient/{patient_id}", "strategy": record.strategy},
+        "fhir": {
+            "base_url": without_credentials(fhir.base_url),
+            "patient": f"Patient/{patient_id}",
+            "strategy": record.strategy,
+        },
         # Which PACS, and its entry under the protocol's own key ("dicomweb" as before, or "dimse").
         "pacs": _protocol(pacs),
         "dicomweb": None,
         "warnings": list(record.warnings),
     }
     if pacs is not None:
-        provenance["dimse" if _protocol(pacs) == "DIMSE" else "dicomweb"] = {"url": str(pacs.url), "studies": pulled}
+        provenance["dimse" if _protocol(pacs) == "DIMSE" else "dicomweb"] = {
+            "url": without_credentials(str(pacs.url)),
+            "studies": pulled,
+        }
     (root / PULL_RECORD).write_text(json.dumps(provenance, indent=2), encoding="utf-8")
     case = Case.from_folder(root, strict=strict)
     case.warnings += list(record.warnings)

@@ -8,13 +8,18 @@ __all__ = ["without_credentials", "without_query"]
 
 
 def without_credentials(url: str | None) -> str | None:
-    """``url`` with user and password removed: API keys and passwords never reach a run's record."""
+    """``url`` without user, password or query: API keys and passwords never reach a run's record."""
     if not url:
         return None
     parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):  # dicom://AET@host:port names an AE title, not a user
+        return url
     host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
     netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+    # The query goes too: API keys travel there as often as in the user part (``?key=…``).
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def without_query(url: str) -> str:

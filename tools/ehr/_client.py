@@ -46,6 +46,7 @@ from okaflow._errors import (
     ConfigurationError,
     TokenRequestError,
 )
+from okaflow._urls import without_credentials, without_query
 from okaflow.model_backend._http import HttpCall, RetryPolicy, send_with_retries
 from okaflow.tools.ehr._answers import ConditionalRead, check_transaction_response, patient_not_found
 from okaflow.tools.ehr._auth import BearerToken, FHIRAuth
@@ -347,7 +348,7 @@ class FHIRClient(Closing):
             data = json.loads(response.text, parse_float=Decimal)
         except ValueError:
             raise ClinicalResponseError(
-                f"{response.request.method} {url} answered "
+                f"{response.request.method} {without_query(url)} answered "
                 f"{response.headers.get('content-type') or 'no content type'}, not JSON "
                 f"(starts {response.text[:60]!r})",
                 system="FHIR",
@@ -381,7 +382,9 @@ class FHIRClient(Closing):
             resource = url[len(self.base_url) :].lstrip("/") if url.startswith(self.base_url) else url
         if action is None:
             action = "search" if "?" in resource or "/" not in resource.split("?")[0] else "read"
-        with trail.watch(action, system="FHIR", endpoint=self.base_url, resource=resource) as entry:
+        with trail.watch(
+            action, system="FHIR", endpoint=str(without_credentials(self.base_url)), resource=resource
+        ) as entry:
             response = once()
             entry["status"] = response.status_code
             if method == "POST" and response.headers.get("location"):
@@ -469,13 +472,16 @@ class FHIRClient(Closing):
         base, target = urlsplit(self.base_url), urlsplit(nxt)
         if (target.scheme, target.netloc) != (base.scheme, base.netloc) or not target.path.startswith(base.path):
             raise ClinicalResponseError(
-                f"{where} links its next page to {nxt}, outside {self.base_url}; not followed (it would carry "
+                f"{without_query(where)} links its next page to {without_query(nxt)}, outside {self.base_url}; "
+                "not followed (it would carry "
                 "the credentials elsewhere)",
                 system="FHIR",
                 url=where,
                 hint="the server's configured base URL differs from base_url: use the one it links to",
             )
         if nxt in seen:
-            raise ClinicalResponseError(f"{where} links back to a page already read: {nxt}", system="FHIR", url=nxt)
+            raise ClinicalResponseError(
+                f"{without_query(where)} links back to a page already read", system="FHIR", url=without_query(nxt)
+            )
         seen.add(nxt)
         return nxt

@@ -99,7 +99,7 @@ def build_writeback(
     *,
     patient: str,
     version: FHIRVersion,
-    status: ReportStatus = "final",
+    status: ReportStatus = "preliminary",
     observations: list[str] | tuple[str, ...] = (),
     imaging_studies: list[str] | tuple[str, ...] = (),
     pdf: bytes | None = None,

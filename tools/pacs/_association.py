@@ -24,6 +24,7 @@ from okaflow._errors import (
     ClinicalSystemError,
     ClinicalTimeoutError,
     DIMSEStatusError,
+    MissingExtraError,
 )
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ __all__ = [
     "VERIFICATION",
     "Peer",
     "associate",
+    "load_pynetdicom",
     "require_context",
     "response_status",
     "status_category",
@@ -288,3 +290,20 @@ def _name(uid: str | None) -> str:
     text = str(uid or "")
     name = UID(text).name if text else ""
     return name if name and name != text else text
+
+
+def load_pynetdicom(feature: str) -> Any:
+    """pynetdicom, set never to log identifiers: its defaults log every C-FIND/C-GET/C-MOVE identifier
+    (PatientID, AccessionNumber …) at INFO, and okaflow's logs never carry patient identifiers.
+
+    Raises:
+        MissingExtraError: pynetdicom is not installed (``pip install 'okaflow[pacs]'``).
+    """
+    try:
+        import pynetdicom
+        from pynetdicom import _config
+    except ImportError as exc:
+        raise MissingExtraError("pacs", feature=feature, missing=exc.name or "pynetdicom") from None
+    _config.LOG_REQUEST_IDENTIFIERS = False
+    _config.LOG_RESPONSE_IDENTIFIERS = False
+    return pynetdicom

@@ -30,6 +30,7 @@ from okaflow._constants import (
     HTTP_MAX_RETRIES,
 )
 from okaflow._errors import ClinicalResponseError, ConfigurationError, MissingExtraError
+from okaflow._urls import without_credentials
 from okaflow.tools.pacs._models import (
     Instance,
     Series,
@@ -336,7 +337,11 @@ class DICOMwebClient(Closing):
             trail = trail_for(self.audit)
             if trail is not None:
                 resource = url[len(self.url) :].lstrip("/") + (f"?{urlencode(query)}" if query else "")
-                note = stack.enter_context(trail.watch(action, system="DICOMweb", endpoint=self.url, resource=resource))
+                note = stack.enter_context(
+                    trail.watch(
+                        action, system="DICOMweb", endpoint=str(without_credentials(self.url)), resource=resource
+                    )
+                )
             with self._typed_errors(url):
                 yield note
 

@@ -30,7 +30,7 @@ from okaflow._constants import (
     ENV_DIMSE_HOST,
     ENV_DIMSE_PORT,
 )
-from okaflow._errors import ConfigurationError, DIMSEStatusError
+from okaflow._errors import AssociationError, ConfigurationError, DIMSEStatusError
 from okaflow.tools.pacs._association import (
     STUDY_ROOT_FIND,
     STUDY_ROOT_GET,
@@ -38,6 +38,7 @@ from okaflow.tools.pacs._association import (
     VERIFICATION,
     Peer,
     associate,
+    load_pynetdicom,
     require_context,
     response_status,
     status_category,
@@ -52,6 +53,7 @@ from okaflow.tools.pacs._dimse_find import (
 )
 from okaflow.tools.pacs._dimse_retrieve import InstanceReceiver, get_contexts, run_get, run_move, storage_scp
 from okaflow.tools.pacs._models import Instance, Series, Study, exact_study_keys, study_matches
+from okaflow.tools.pacs._stow import DUPLICATE_SOP_INSTANCE
 
 if TYPE_CHECKING:
     import pydicom
@@ -95,7 +97,7 @@ class DIMSEClient(Closing):
         network_timeout: float = DIMSE_NETWORK_TIMEOUT_S,
         audit: AuditTrail | None = None,
     ) -> None:
-        _pynetdicom()
+        load_pynetdicom("DIMSE")
         host = host or os.environ.get(ENV_DIMSE_HOST)
         port_text = port if port is not None else os.environ.get(ENV_DIMSE_PORT)
         called = called_aet or os.environ.get(ENV_DIMSE_AET)
@@ -339,13 +341,23 @@ class DIMSEClient(Closing):
                 require_context(self._peer, assoc, sop_class, syntax, what=f"C-STORE of instance {sop}")
             for ds, (_, sop, _) in zip(datasets, wanted, strict=True):
                 with self._watch("store", _store_resource(ds)) as entry:
+                    if not assoc.is_established:  # the PACS aborted between two instances
+                        raise AssociationError(
+                            f"{self._peer.url} ended the association before instance {sop} was sent",
+                            url=self._peer.url,
+                            reason="aborted",
+                        )
                     try:
                         status = assoc.send_c_store(ds)
                     except ValueError as exc:  # pynetdicom could not encode the data set
                         raise ConfigurationError(f"instance {sop} cannot be encoded for C-STORE ({exc})") from None
-                    entry["status"] = response_status(
-                        self._peer, "C-STORE", status, assoc, watch, what=f"instance {sop}"
-                    )
+                    if int(status.get("Status", -1)) == DUPLICATE_SOP_INSTANCE:
+                        # An archive that refuses a second copy already holds this instance (same UID).
+                        entry["status"], entry["detail"] = DUPLICATE_SOP_INSTANCE, "already stored"
+                    else:
+                        entry["status"] = response_status(
+                            self._peer, "C-STORE", status, assoc, watch, what=f"instance {sop}"
+                        )
                 stored.append(sop)
         return stored
 
@@ -403,16 +415,6 @@ class DIMSEClient(Closing):
         with self._association("retrieve", resource, contexts, roles=roles, handlers=handlers) as (assoc, watch):
             require_context(self._peer, assoc, STUDY_ROOT_GET, what="C-GET")
             yield assoc, watch
-
-
-def _pynetdicom() -> Any:
-    from okaflow._errors import MissingExtraError
-
-    try:
-        import pynetdicom
-    except ImportError as exc:
-        raise MissingExtraError("pacs", feature="DIMSE", missing=exc.name or "pynetdicom") from None
-    return pynetdicom
 
 
 def _check_aet(value: str, name: str) -> str:

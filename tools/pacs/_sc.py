@@ -101,6 +101,9 @@ def build_secondary_capture(
     # Every derived image: the label is in the pixels (BurnedInAnnotation), the type says not original.
     image.ImageType = ["DERIVED", "SECONDARY", "OTHER"]
     image.BurnedInAnnotation = "YES"
+    # Conversion Type: SYN (synthetic image) for a generative model's output, WSD (workstation) for a
+    # classical derivation; highdicom's default DI (digital interface) would say it came off a modality.
+    image.ConversionType = "SYN" if block.ai_generated else "WSD"
     image.DerivationDescription = derivation_description(block)[:1024]  # ST holds 1024 characters
     purpose = Dataset()
     code = codes.DCM.SourceImageForImageProcessingOperation

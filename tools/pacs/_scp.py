@@ -19,10 +19,12 @@ from okaflow._constants import (
     DIMSE_TIMEOUT_S,
     LISTEN_AET,
     LISTEN_HOST,
+    LISTEN_MAX_ASSOCIATIONS,
     LISTEN_MAX_INSTANCE_BYTES,
     LISTEN_PORT,
 )
-from okaflow._errors import ClinicalConnectionError, ConfigurationError, MissingExtraError
+from okaflow._errors import ClinicalConnectionError, ConfigurationError
+from okaflow.tools.pacs._association import load_pynetdicom
 from okaflow.tools.pacs._models import UID_PATTERN
 
 __all__ = ["IncomingInstance", "StorageSCP"]
@@ -45,14 +47,6 @@ class IncomingInstance:
     peer: str
     association: int
     data: bytes
-
-
-def _pynetdicom() -> Any:
-    try:
-        import pynetdicom
-    except ImportError as exc:
-        raise MissingExtraError("pacs", feature="the DICOM Storage SCP", missing=exc.name or "pynetdicom") from None
-    return pynetdicom
 
 
 class StorageSCP(Closing):
@@ -85,7 +79,7 @@ class StorageSCP(Closing):
         allowed_calling_aets: Collection[str] | None = None,
         max_instance_bytes: int = LISTEN_MAX_INSTANCE_BYTES,
     ) -> None:
-        pynetdicom = _pynetdicom()
+        pynetdicom = load_pynetdicom("the DICOM Storage SCP")
         from pynetdicom import evt
         from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
@@ -103,7 +97,8 @@ class StorageSCP(Closing):
             DIMSE_TIMEOUT_S,
             DIMSE_NETWORK_TIMEOUT_S,
         )
-        ae.maximum_associations = 16
+        ae.maximum_associations = LISTEN_MAX_ASSOCIATIONS
+        ae.require_called_aet = True  # a peer must call us by our AE title
         if allowed_calling_aets:
             ae.require_calling_aet = list(allowed_calling_aets)
         for context in pynetdicom.AllStoragePresentationContexts:

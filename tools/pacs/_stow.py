@@ -18,11 +18,24 @@ from okaflow._errors import ClinicalRejectedError, ClinicalResponseError
 if TYPE_CHECKING:
     import pydicom
 
-__all__ = ["failed_in_body", "failed_instances", "raise_for_failures", "rejected", "stored_instances"]
+__all__ = [
+    "DUPLICATE_SOP_INSTANCE",
+    "duplicate_instances",
+    "failed_in_body",
+    "failed_instances",
+    "raise_for_failures",
+    "rejected",
+    "stored_instances",
+]
+
+#: "Duplicate SOP Instance": archives that refuse a second copy say so for an instance they already hold,
+#: which is what a second publish of the same run (same UIDs) sends. It counts as stored.
+DUPLICATE_SOP_INSTANCE = 0x0111
 
 # Failure reasons a STOW-RS server sends (PS3.18 Table I.2-1 and the Storage Service statuses).
 _REASONS = {
     0x0110: "processing failure",
+    DUPLICATE_SOP_INSTANCE: "duplicate SOP instance",
     0x0122: "SOP class not supported",
     0x0124: "not authorized",
     0xA700: "out of resources",
@@ -33,13 +46,25 @@ _REASONS = {
 
 
 def failed_instances(answer: pydicom.Dataset) -> dict[str, str]:
-    """``{SOP Instance UID: reason}`` for every item of the answer's Failed SOP Sequence."""
+    """``{SOP Instance UID: reason}`` for every item of the answer's Failed SOP Sequence, but instances
+    refused as duplicates (the server holds them already)."""
     failed: dict[str, str] = {}
     for item in answer.get("FailedSOPSequence") or []:
         uid = str(item.get("ReferencedSOPInstanceUID", "?"))
         code = item.get("FailureReason")
+        if code is not None and int(code) == DUPLICATE_SOP_INSTANCE:
+            continue
         failed[uid] = _reason(int(code)) if code is not None else "no reason given"
     return failed
+
+
+def duplicate_instances(answer: pydicom.Dataset) -> list[str]:
+    """The instances the answer refused as duplicates: already on the server."""
+    return [
+        str(item.get("ReferencedSOPInstanceUID", "?"))
+        for item in answer.get("FailedSOPSequence") or []
+        if item.get("FailureReason") is not None and int(item.FailureReason) == DUPLICATE_SOP_INSTANCE
+    ]
 
 
 def stored_instances(answer: pydicom.Dataset) -> list[str]:
@@ -70,7 +95,7 @@ def raise_for_failures(
     failed = failed_instances(answer)
     if failed:
         raise rejected(failed, url=url, status_code=status_code, response=response, body=str(answer))
-    stored = set(stored_instances(answer))
+    stored = set(stored_instances(answer)) | set(duplicate_instances(answer))
     missing = [uid for uid in sent if uid not in stored]
     if missing:
         raise ClinicalResponseError(

@@ -205,7 +205,7 @@ def _choose_study(sources: Mapping[str, pydicom.Dataset], study_uid: str | None,
     patients = sorted({str(ds.get("PatientID", "")) for ds in sources.values()})
     if len(patients) > 1:
         raise PublishError(
-            f"the source images of {run} belong to {len(patients)} patients ({', '.join(patients)})",
+            f"the source images of {run} belong to {len(patients)} patients",
             hint="a report is filed for one patient: run the case per patient",
         )
     studies = sorted({str(ds.StudyInstanceUID) for ds in sources.values()})

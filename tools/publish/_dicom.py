@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from okaflow._audit import AUDIT_LOG, AuditTrail, auditing
 from okaflow._errors import ConfigurationError
+from okaflow._urls import without_credentials
 
 if TYPE_CHECKING:
     import pydicom
@@ -75,7 +76,7 @@ class DICOMSink:
         self.sr_kind: SRKind = sr_kind
         self.include_generated = include_generated
         self.study_uid = study_uid
-        self.name = name or str(getattr(client, "url", None) or repr(client))
+        self.name = name or str(without_credentials(getattr(client, "url", None)) or repr(client))
 
     def __repr__(self) -> str:
         return f"DICOMSink({self.name!r}, sr_kind={self.sr_kind!r})"

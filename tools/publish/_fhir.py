@@ -31,6 +31,7 @@ from okaflow._audit import AUDIT_LOG, AuditTrail, auditing
 from okaflow._constants import RUN_MANIFEST
 from okaflow._errors import ConfigurationError, PublishError
 from okaflow._types import Evidence, utc_now
+from okaflow._urls import without_credentials
 from okaflow.tools.ehr import FHIRClient
 from okaflow.tools.ehr._writeback import RUN_SYSTEM, ReportStatus, Writeback, build_writeback, image_study_uids
 from okaflow.tools.reporting import Report
@@ -50,7 +51,8 @@ class FHIRSink:
         client: The EHR (an open :class:`~okaflow.tools.ehr.FHIRClient`; the sink does not close it).
         patient: The subject, ``"Patient/123"``; default the patient of the pulled case the run was made
             from (its ``pull.json``), when it was pulled from this same server.
-        status: The DiagnosticReport's status: ``"final"`` or ``"preliminary"``.
+        status: The DiagnosticReport's status: ``"preliminary"`` (default: released by the approval gate,
+            not signed off by a clinician, as the SR says too) or ``"final"`` where a clinician signs it.
         include_pdf: Also attach the report as PDF: the run's ``report.pdf`` if there is one, else
             ``report.html`` printed by headless Chromium (:func:`okaflow.tools.reporting.render_pdf`); with
             neither, publishing is refused before anything is sent.
@@ -65,7 +67,7 @@ class FHIRSink:
         client: FHIRClient,
         *,
         patient: str | None = None,
-        status: ReportStatus = "final",
+        status: ReportStatus = "preliminary",
         include_pdf: bool = False,
         code: dict[str, str] | None = None,
     ) -> None:
@@ -83,7 +85,7 @@ class FHIRSink:
     def describe(self) -> str:
         """``FHIR <base url> (<patient>, <status>)``: shown to the human who approves."""
         who = self.patient or "the pulled case's patient"
-        return f"FHIR {self.client.base_url} ({who}, DiagnosticReport {self.status})"
+        return f"FHIR {without_credentials(self.client.base_url)} ({who}, DiagnosticReport {self.status})"
 
     def publish(self, run_dir: Path, report_paths: Mapping[str, str]) -> str:
         """Build, validate and send the run's report; return the stored DiagnosticReport's URL.
@@ -140,9 +142,16 @@ class FHIRSink:
         found = [e["resource"] for e in entries if (e.get("resource") or {}).get("resourceType") == "DiagnosticReport"]
         if not found:
             return None
-        url = f"{self.client.base_url}/DiagnosticReport/{found[0]['id']}"
+        url = f"{without_credentials(self.client.base_url)}/DiagnosticReport/{found[0]['id']}"
         if not (root / PUBLISHED_FHIR).is_file():  # keep the first publish's full record where there is one
-            _write_record(root, {"server": self.client.base_url, "already_published": True, "diagnostic_report": url})
+            _write_record(
+                root,
+                {
+                    "server": without_credentials(self.client.base_url),
+                    "already_published": True,
+                    "diagnostic_report": url,
+                },
+            )
         return f"{url} (published before; nothing sent)"
 
     def _existing(self, patient: str, resource_type: str, ids: list[str]) -> list[str]:
@@ -169,11 +178,11 @@ class FHIRSink:
                 }
             )
         report_location = str(created[0]["location"] or "")
-        url = _absolute(self.client.base_url, report_location.split("/_history")[0])
+        url = _absolute(str(without_credentials(self.client.base_url)), report_location.split("/_history")[0])
         _write_record(
             root,
             {
-                "server": self.client.base_url,
+                "server": without_credentials(self.client.base_url),
                 "fhir_version": writeback.version,
                 "thread_id": writeback.thread_id,
                 "diagnostic_report": url,
@@ -203,8 +212,8 @@ def _patient_from_pull(root: Path, base_url: str) -> str:
     if pull is None or not pull.is_file():
         raise PublishError("no patient to attach the report to: the run's case was not pulled from a server", hint=how)
     fhir = (json.loads(pull.read_text(encoding="utf-8")).get("fhir")) or {}
-    pulled_from = str(fhir.get("base_url") or "").rstrip("/")
-    if pulled_from != base_url.rstrip("/"):
+    pulled_from = str(without_credentials(str(fhir.get("base_url") or "")) or "").rstrip("/")
+    if pulled_from != str(without_credentials(base_url)).rstrip("/"):
         raise PublishError(
             f"the run's case was pulled from {pulled_from or 'no FHIR server'}, not {base_url}: its patient id "
             "means nothing there",

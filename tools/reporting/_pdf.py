@@ -18,6 +18,8 @@ from okaflow._errors import ConfigurationError
 __all__ = ["PDF_TIMEOUT_S", "find_chromium", "render_pdf"]
 
 PDF_TIMEOUT_S = 60.0
+# Chromium's sandbox refuses to start as root (containers, CI); as any other user it stays on.
+_NO_SANDBOX_AS_ROOT = ("--no-sandbox",) if hasattr(os, "geteuid") and os.geteuid() == 0 else ()
 _NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
@@ -47,7 +49,7 @@ def render_pdf(html: str | Path, pdf: str | Path | None = None, *, timeout: floa
         command = [
             browser,
             "--headless",
-            "--no-sandbox",  # containers and CI run as root, where Chromium's sandbox refuses to start
+            *_NO_SANDBOX_AS_ROOT,
             "--disable-gpu",
             "--no-pdf-header-footer",
             f"--user-data-dir={profile}",

@@ -138,9 +138,9 @@ def test_a_run_is_written_back_as_an_sr_and_labelled_secondary_captures(
         assert block.task in sc.DerivationDescription
         if block.ai_generated:
             assert "tiny-sr-1" in sc.DerivationDescription and "seed 7" in sc.DerivationDescription
-            assert sc.SyntheticData == "YES"
+            assert sc.SyntheticData == "YES" and sc.ConversionType == "SYN"
         else:
-            assert "SyntheticData" not in sc
+            assert "SyntheticData" not in sc and sc.ConversionType == "WSD"
     assert sum(b.ai_generated for b in blocks.values()) == 1
     # What was stored is in the run directory, and in its audit trail.
     record = json.loads((run_dir / "published" / "dicom.json").read_text())

@@ -182,7 +182,7 @@ def test_the_sink_keeps_only_links_the_server_has_and_records_what_it_stored(tmp
     run = make_run(tmp_path / "run")
     ehr = MockEHR()
     sink = FHIRSink(ehr.client(), patient="Patient/p1")
-    assert sink.describe() == "FHIR https://ehr.test/fhir (Patient/p1, DiagnosticReport final)"
+    assert sink.describe() == "FHIR https://ehr.test/fhir (Patient/p1, DiagnosticReport preliminary)"
     where = sink.publish(run, {})
     assert where == "https://ehr.test/fhir/DiagnosticReport/0"
     post = [r for r in ehr.requests if r.method == "POST"]

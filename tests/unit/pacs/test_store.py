@@ -75,3 +75,14 @@ def test_an_answer_that_forgets_an_instance_is_not_taken_as_stored() -> None:
         with pytest.raises(okaflow.ClinicalResponseError, match=REFUSED):
             pacs.store_instances(_datasets())
         assert pacs.store_instances(_datasets()[:1]) == [STORED]
+
+
+def test_an_instance_refused_as_a_duplicate_is_already_stored() -> None:
+    """A second publish sends the same UIDs; archives that keep the first copy answer 0x0111 for them."""
+    body = _answer(failed=False)
+    duplicate = {"00081155": {"vr": "UI", "Value": [REFUSED]}, "00081197": {"vr": "US", "Value": [0x0111]}}
+    body["00081198"] = {"vr": "SQ", "Value": [duplicate]}
+    session = requests.Session()
+    session.mount("http://", Answers(202, body))
+    with DICOMwebClient("http://pacs.test/dicom-web", session=session) as pacs:
+        assert pacs.store_instances(_datasets()) == [STORED, REFUSED]

@@ -54,6 +54,7 @@ def test_the_objects_are_valid_dicom_in_the_source_study(run_dir: Path) -> None:
         assert list(sc.ImageType)[:2] == ["DERIVED", "SECONDARY"] and sc.BurnedInAnnotation == "YES"
         assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == ct.SOPInstanceUID
         assert "classical" in sc.DerivationDescription and "SyntheticData" not in sc  # classical: not synthetic
+        assert sc.ConversionType == "WSD", "a classical derivation is a workstation image, not a modality's"
         assert has_label_band(sc.pixel_array)
         assert sc.PatientOrientation == ["L", "P"]  # CT_small's rows run to the left, its columns posterior
 
