@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from okaflow._audit import AuditTrail, read_audit
+from okaflow._audit import AuditTrail, auditing, read_audit
 from okaflow._errors import (
     AgentError,
     AssociationError,
@@ -78,7 +78,7 @@ if TYPE_CHECKING:
     from okaflow._case import Case
     from okaflow._diff import RunDiff, diff_runs
     from okaflow._export import export_run, import_run
-    from okaflow._listen import ListenService
+    from okaflow._listen import Job, ListenService, read_jobs
     from okaflow._pull import pull_case, pull_study
     from okaflow._replay import ReplayResult, replay
     from okaflow._rerun import rerun
@@ -145,6 +145,7 @@ __all__ = [
     "ImageError",
     "ImageTooLargeError",
     "InputError",
+    "Job",
     "ListenService",
     "MissingExtraError",
     "MissingPixelDataError",
@@ -173,6 +174,7 @@ __all__ = [
     "abatch",
     "approve",
     "arun",
+    "auditing",
     "batch",
     "create_oka_agent",
     "diff_runs",
@@ -183,6 +185,7 @@ __all__ = [
     "pull_case",
     "pull_study",
     "read_audit",
+    "read_jobs",
     "register_workflow",
     "replay",
     "rerun",
@@ -195,6 +198,8 @@ _LAZY = {
     "Case": "okaflow._case",
     "pull_case": "okaflow._pull",
     "ListenService": "okaflow._listen",
+    "Job": "okaflow._listen",
+    "read_jobs": "okaflow._listen",
     "pull_study": "okaflow._pull",
     "RunResult": "okaflow._run",
     "approve": "okaflow._run",

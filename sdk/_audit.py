@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+import weakref
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -40,13 +41,18 @@ AuditAction = Literal[
     "read", "search", "retrieve", "create", "update", "transaction", "store", "receive", "echo", "approve"
 ]
 
-_LOCKS: dict[Path, threading.Lock] = {}
+# One lock per trail file while anyone holds it (weakly kept: a service writes one trail per study).
+_LOCKS: weakref.WeakValueDictionary[Path, threading.Lock] = weakref.WeakValueDictionary()
 _LOCKS_GUARD = threading.Lock()
 
 
 def _lock_for(path: Path) -> threading.Lock:
+    key = path.resolve()
     with _LOCKS_GUARD:
-        return _LOCKS.setdefault(path.resolve(), threading.Lock())
+        lock = _LOCKS.get(key)
+        if lock is None:
+            lock = _LOCKS[key] = threading.Lock()
+        return lock
 
 
 class AuditTrail:
@@ -55,13 +61,15 @@ class AuditTrail:
     Args:
         path: The file (``<run dir>/audit.jsonl``); its folder is created on first write.
         actor: Who acts: default ``okaflow/<version>``; add a user or client id (``"okaflow/0.4.0 client=x"``).
-        also: Another trail every entry is also written to (a site-wide trail beside the run's own).
+        also: Other trails every entry is also written to (a site-wide trail beside the run's own).
     """
 
-    def __init__(self, path: str | Path, *, actor: str | None = None, also: AuditTrail | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, actor: str | None = None, also: AuditTrail | Sequence[AuditTrail] | None = None
+    ) -> None:
         self.path = Path(path)
         self.actor = actor or f"okaflow/{__version__}"
-        self.also = also
+        self.also: tuple[AuditTrail, ...] = (also,) if isinstance(also, AuditTrail) else tuple(also or ())
 
     def __repr__(self) -> str:
         return f"AuditTrail({str(self.path)!r})"
@@ -106,8 +114,8 @@ class AuditTrail:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as fh:
                 fh.write(line)
-        if self.also is not None:
-            self.also.record(
+        for other in self.also:
+            other.record(
                 action,
                 system=system,
                 endpoint=endpoint,
@@ -184,7 +192,8 @@ def trail_for(own: AuditTrail | None) -> AuditTrail | None:
         return own
     if own is None:
         return current
-    return AuditTrail(current.path, actor=current.actor, also=own)
+    # The block's trail, with every trail it already tees to, and the client's own.
+    return AuditTrail(current.path, actor=current.actor, also=(*current.also, own))
 
 
 def read_audit(path: str | Path) -> list[dict[str, Any]]:

@@ -71,6 +71,10 @@ def listen_command(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.status:
         _print_jobs(read_jobs(args.spool), out)
         return 0
+    if args.retry:  # a file change in the spool: no model, no servers needed
+        job = ListenService(args.spool).retry(args.retry)
+        out.print(f"job {job.id} queued again (a running okaflow listen takes it within seconds)")
+        return 0
     if args.fhir_patient:
         raise ConfigurationError(
             "--fhir-patient does not apply to okaflow listen: each study's patient is matched on the FHIR server"
@@ -99,10 +103,6 @@ def listen_command(args: argparse.Namespace, out: Console, err: Console) -> int:
             retry_delay_s=args.retry_delay,
             on_job=lambda job: out.print(_job_line(job), highlight=False),
         )
-        if args.retry:
-            job = service.retry(args.retry)
-            out.print(f"job {job.id} queued again")
-            return 0
         with service:
             out.print(
                 f"[bold]okaflow listen[/bold]: {args.aet} on {args.host}:{args.port}, spool {args.spool} "

@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from okaflow._cli_sinks import dimse_peer
-from okaflow._errors import CaseError, ConfigurationError
+from okaflow._errors import ConfigurationError
 
 __all__ = ["add_pull_parser", "pull_command"]
 
@@ -41,7 +41,7 @@ def add_pull_parser(sub: Any) -> None:
 
 def pull_command(args: argparse.Namespace, out: Console) -> int:
     """Pull, then say what the case holds and what to do next."""
-    from okaflow._pull import pull_case, pull_study
+    from okaflow._pull import patient_for_identifier, pull_case, pull_study
     from okaflow.tools.ehr import FHIRClient
     from okaflow.tools.pacs import DICOMwebClient, DIMSEClient
 
@@ -71,7 +71,7 @@ def pull_command(args: argparse.Namespace, out: Console) -> int:
                 **options,
             )
         else:
-            patient = args.patient or _the_patient(fhir, args.mrn, args.identifier_system)
+            patient = args.patient or patient_for_identifier(fhir, args.mrn, args.identifier_system)
             case = pull_case(
                 patient, fhir=fhir, folder=args.out, identifier_system=args.identifier_system, **pacs, **options
             )
@@ -81,13 +81,3 @@ def pull_command(args: argparse.Namespace, out: Console) -> int:
         out.print(f"  [yellow]warning[/yellow] {warning}", highlight=False)
     out.print(f"  next: okaflow run {args.out}", highlight=False)
     return 0
-
-
-def _the_patient(fhir: Any, mrn: str, system: str | None) -> str:
-    found = fhir.find_patient_ids(mrn, system=system)
-    if len(found) != 1:
-        raise CaseError(
-            f"{len(found)} Patients on {fhir.base_url} carry that identifier",
-            hint="pass --identifier-system (several) or check the value (none), or give --patient ID",
-        )
-    return str(found[0])

@@ -12,9 +12,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from okaflow._constants import CASE_MANIFEST
 from okaflow._errors import CaseError
-from okaflow._pull import PULL_RECORD, image_files
+from okaflow._pull import PULL_RECORD, image_files, patient_for_identifier, write_case_manifest
 from okaflow._urls import without_credentials
 from okaflow._version import __version__
 
@@ -75,16 +74,8 @@ def write_job_case(
             "matched_by": "PatientID",
         }
     (case_dir / "bundle.json").write_text(json.dumps(bundle, indent=2, default=str), encoding="utf-8")
-    manifest: dict[str, Any] = {
-        "id": job_id,
-        "bundle": "bundle.json",
-        "images": [{"path": p.relative_to(case_dir).as_posix()} for p in images],
-    }
-    if task:
-        manifest["task"] = task
-    if workflow:
-        manifest["workflow"] = workflow
-    (case_dir / CASE_MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    listed = [{"path": p.relative_to(case_dir).as_posix()} for p in images]
+    write_case_manifest(case_dir, job_id, listed, task=task, workflow=workflow)
     (case_dir / PULL_RECORD).write_text(json.dumps(provenance, indent=2), encoding="utf-8")
 
 
@@ -97,18 +88,17 @@ def _record(fhir: FHIRClient, patient_id: str, system: str | None, case_dir: Pat
             source=case_dir,
             hint="run without a FHIR server (header facts only), or have the sender fill PatientID",
         )
-    found = fhir.find_patient_ids(patient_id, system=system)
-    if len(found) != 1:
-        scope = f" of system {system}" if system else ""
-        raise CaseError(
-            f"{len(found)} Patients on {fhir.base_url} carry the study's PatientID as an identifier{scope}",
-            source=case_dir,
-            hint="register the patient (none) or name the identifier system with --identifier-system (several), "
-            "then okaflow listen --retry JOB",
-        )
-    record = fetch_patient_record(fhir, found[0])
+    patient = patient_for_identifier(
+        fhir,
+        patient_id,
+        system,
+        what="the study's PatientID as an identifier",
+        source=case_dir,
+        then="then okaflow listen --retry JOB",
+    )
+    record = fetch_patient_record(fhir, patient)
     bundle: dict[str, Any] = json.loads(record.to_json())
-    return bundle, found[0]
+    return bundle, patient
 
 
 def bundle_from_dicom_header(ds: pydicom.Dataset, instances: int) -> dict[str, Any]:

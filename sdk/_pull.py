@@ -35,7 +35,17 @@ if TYPE_CHECKING:
     from okaflow.tools.ehr import FHIRClient, PatientRecord, RecordStrategy
     from okaflow.tools.pacs import DICOMwebClient, DIMSEClient, Instance, Study
 
-__all__ = ["PULL_RECORD", "PACSClient", "StudyMatch", "image_files", "match_studies", "pull_case", "pull_study"]
+__all__ = [
+    "PULL_RECORD",
+    "PACSClient",
+    "StudyMatch",
+    "image_files",
+    "match_studies",
+    "patient_for_identifier",
+    "pull_case",
+    "pull_study",
+    "write_case_manifest",
+]
 
 PULL_RECORD = "pull.json"
 MatchReason = Literal["ImagingStudy UID", "accession number", "PatientID"]
@@ -47,8 +57,6 @@ _MRN = "MR"
 class PACSClient(Protocol):
     """What a pull needs of a PACS: :class:`~okaflow.tools.pacs.DICOMwebClient` and
     :class:`~okaflow.tools.pacs.DIMSEClient` both have it."""
-
-    audit: AuditTrail | None
 
     @property
     def url(self) -> str: ...
@@ -234,15 +242,34 @@ def _the_study(pacs: PACSClient, *, accession_number: str | None, study_uid: str
 def _the_patient(fhir: FHIRClient, study: Study, identifier_system: str | None, *, pacs_url: str) -> str:
     """The id of the one FHIR Patient carrying the study's PatientID."""
     assert study.patient_id is not None
-    ids = list(dict.fromkeys(fhir.find_patient_ids(study.patient_id, system=identifier_system)))
+    return patient_for_identifier(
+        fhir, study.patient_id, identifier_system, what=f"the PatientID of study {study.study_uid} on {pacs_url}"
+    )
+
+
+def patient_for_identifier(
+    fhir: FHIRClient,
+    value: str,
+    system: str | None,
+    *,
+    what: str = "that identifier",
+    source: Path | None = None,
+    then: str = "then try again",
+) -> str:
+    """The server id of the one Patient whose identifier is ``value`` (of ``system``, if given).
+
+    Raises:
+        CaseError: none, or several, carry it (the count, never the value: messages end up in logs).
+    """
+    ids = list(dict.fromkeys(fhir.find_patient_ids(value, system=system)))
     if len(ids) != 1:
-        system = f" of system {identifier_system!r}" if identifier_system else ""
+        scope = f" of system {system!r}" if system else ""
         raise CaseError(
-            f"{len(ids)} Patients on {fhir.base_url} carry the PatientID{system} of study {study.study_uid} "
-            f"on {pacs_url}" + (f": Patient/{', Patient/'.join(ids)}" if ids else ""),
-            hint="pass identifier_system= (the PACS's MRN system) to tell them apart"
+            f"{len(ids)} Patients on {without_credentials(fhir.base_url)} carry {what}{scope}",
+            source=source,
+            hint=f"name the identifier system (the PACS's MRN system) to tell them apart, {then}"
             if ids
-            else "is the patient registered in the EHR under the PACS's PatientID?",
+            else f"register the patient in the EHR under this identifier, {then}",
         )
     return ids[0]
 
@@ -296,12 +323,7 @@ def _pull(
         if len(kept) < len(files):
             entry["without_pixel_data"] = len(files) - len(kept)
         pulled.append(entry)
-    manifest: dict[str, Any] = {"id": case_id or root.name, "bundle": "bundle.json", "images": images}
-    if task:
-        manifest["task"] = task
-    if workflow:
-        manifest["workflow"] = workflow
-    (root / CASE_MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    write_case_manifest(root, case_id or root.name, images, task=task, workflow=workflow)
     provenance: dict[str, Any] = {
         "okaflow": __version__,
         "pulled_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -335,6 +357,18 @@ def _pull(
         if p.get("without_pixel_data")
     ]
     return case
+
+
+def write_case_manifest(
+    root: Path, case_id: str, images: list[dict[str, str]], *, task: str | None, workflow: str | None
+) -> None:
+    """``case.json`` for a case folder whose record is ``bundle.json`` beside it."""
+    manifest: dict[str, Any] = {"id": case_id, "bundle": "bundle.json", "images": images}
+    if task:
+        manifest["task"] = task
+    if workflow:
+        manifest["workflow"] = workflow
+    (root / CASE_MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
 
 
 def image_files(files: Sequence[Path]) -> list[Path]:

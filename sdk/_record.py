@@ -151,7 +151,7 @@ def backend_for(manifest: dict[str, Any], backend: UnderstandingBackend | str | 
     )
 
 
-def generator_for(manifest: dict[str, Any], *, asynchronous: bool = False) -> Any:
+def generator_for(manifest: dict[str, Any]) -> Any:
     """The ``generator=`` option that rebuilds the recorded generator (``"default"``: the classical one).
 
     A diffusers pipeline is loaded again from its recorded folder, with the recorded device and settings;
@@ -168,7 +168,7 @@ def generator_for(manifest: dict[str, Any], *, asynchronous: bool = False) -> An
         return "default"
     spec = recorded.get("rebuild")
     if spec is not None:
-        return _rebuild_generator(spec, asynchronous)
+        return _rebuild_generator(spec)
     raise ConfigurationError(
         f"okaflow cannot rebuild the recorded generator {recorded['name']!r}",
         hint="pass generator= with the same generation tool (CLI: --generator diffusers --generation-model DIR, "
@@ -176,14 +176,14 @@ def generator_for(manifest: dict[str, Any], *, asynchronous: bool = False) -> An
     )
 
 
-def _rebuild_generator(spec: dict[str, Any], asynchronous: bool) -> Any:
+def _rebuild_generator(spec: dict[str, Any]) -> Any:
     from okaflow.tools import generation
 
     options = {k: v for k, v in spec.items() if k != "kind"}
     if spec["kind"] == "classical":
         return generation.ClassicalGenerator()
     if spec["kind"] == "chain":
-        return generation.GeneratorChain(*(_rebuild_generator(g, asynchronous) for g in spec["generators"]))
+        return generation.GeneratorChain(*(_rebuild_generator(g) for g in spec["generators"]))
     if spec["kind"] == "diffusers":
         if not Path(spec["pipeline"]).is_dir():
             raise ConfigurationError(
@@ -192,8 +192,7 @@ def _rebuild_generator(spec: dict[str, Any], asynchronous: bool) -> Any:
             )
         return generation.DiffusersGenerator(options.pop("pipeline"), **options)
     if spec["kind"] == "endpoint":
-        cls = generation.AsyncImageEndpointGenerator if asynchronous else generation.ImageEndpointGenerator
-        return cls(**options)
+        return generation.ImageEndpointGenerator(**options)
     raise ConfigurationError(f"the record names a generator of unknown kind {spec['kind']!r}")
 
 

@@ -48,6 +48,14 @@ def test_auditing_tees_to_a_clients_own_trail_and_stays_in_its_own_thread(tmp_pa
     assert [e["resource"] for e in okaflow.read_audit(tmp_path / "b")] == ["study 2"]
     assert sorted(e["resource"] for e in okaflow.read_audit(tmp_path / "site.jsonl")) == ["study 1", "study 2"]
     assert trail_for(site) is site and trail_for(None) is None, "outside a block a client keeps its own trail"
+    # Nested: a block inside a block that already tees keeps every trail.
+    outer = okaflow.AuditTrail(tmp_path / "outer.jsonl", also=okaflow.AuditTrail(tmp_path / "central.jsonl"))
+    with auditing(outer):
+        chained = trail_for(site)
+        assert chained is not None
+        chained.record("read", system="FHIR", endpoint="e", resource="Patient/9")
+    for name in ("outer.jsonl", "central.jsonl", "site.jsonl"):
+        assert okaflow.read_audit(tmp_path / name)[-1]["resource"] == "Patient/9", name
 
 
 def test_concurrent_writers_never_interleave_lines(tmp_path: Path) -> None:

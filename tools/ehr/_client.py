@@ -117,7 +117,7 @@ class FHIRClient(Closing):
         self._capabilities: JSONObject | None = None
         #: Requests sent so far (a retried request counts once).
         self.requests = 0
-        #: Where each request is recorded (None: nowhere); :func:`okaflow.pull_case` sets it for a pull.
+        #: A trail of the client's own (site-wide) every request also goes to; ``okaflow.auditing`` adds the run's.
         self.audit = audit
 
     def __repr__(self) -> str:

@@ -134,7 +134,7 @@ class DICOMwebClient(Closing):
         except ValueError as exc:
             raise ConfigurationError(f"the DICOMweb URL {root!r} cannot be used: {exc}") from None
         self._client.set_http_retry_params(retry=False)
-        #: Where each request is recorded (None: nowhere); :func:`okaflow.pull_case` sets it for a pull.
+        #: A trail of the client's own (site-wide) every request also goes to; ``okaflow.auditing`` adds the run's.
         self.audit = audit
 
     def __repr__(self) -> str:

@@ -128,7 +128,7 @@ class DIMSEClient(Closing):
             dimse_timeout=float(dimse_timeout),
             network_timeout=float(network_timeout),
         )
-        #: Where each request is recorded (None: nowhere); :func:`okaflow.pull_case` sets it for a pull.
+        #: A trail of the client's own (site-wide) every request also goes to; ``okaflow.auditing`` adds the run's.
         self.audit = audit
 
     @property

@@ -130,6 +130,10 @@ class StorageSCP(Closing):
 
     def _handle_store(self, event: Any) -> int:
         assoc = event.assoc
+        raw = getattr(event.request, "DataSet", None)
+        # Checked before anything is decoded or copied: an oversized instance costs no more memory.
+        if raw is not None and hasattr(raw, "getbuffer") and raw.getbuffer().nbytes > self._max_bytes:
+            return _OUT_OF_RESOURCES
         try:
             ds = event.dataset
             uids = [str(ds.get(k, "")) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")]

@@ -111,8 +111,14 @@ def build_writeback(
 
     run = Path(run_dir)
     manifest = _read_json(run / RUN_MANIFEST)
-    report = Report.model_validate(_read_json(run / "report.json"))
-    evidence = [Evidence.model_validate(row) for row in _read_json(run / "evidence.json")]
+    try:
+        report = Report.model_validate(_read_json(run / "report.json"))
+        evidence = [Evidence.model_validate(row) for row in _read_json(run / "evidence.json")]
+    except ValueError as exc:  # pydantic's ValidationError: a report of another okaflow version, or damaged
+        raise PublishError(
+            f"run {run}'s report or evidence does not validate ({type(exc).__name__}): nothing was sent",
+            hint="publish a run written by this okaflow version (okaflow replay re-renders an older one)",
+        ) from None
     sources = load_sources(run, manifest, evidence)
     study = _choose_study(sources, study_uid, run)
     thread = str(manifest.get("thread_id") or "")

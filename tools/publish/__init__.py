@@ -5,8 +5,8 @@ DiagnosticReport with its images and a Provenance, in one transaction; :class:`D
 PACS as a Structured Report and Secondary Captures in the source study (STOW-RS or C-STORE).
 """
 
-from okaflow.tools.publish._dicom import DICOMSink, InstanceStore
+from okaflow.tools.publish._dicom import PUBLISHED_DICOM, DICOMSink, InstanceStore
 from okaflow.tools.publish._fhir import PUBLISHED_FHIR, FHIRSink
 from okaflow.tools.publish._sinks import FolderSink, ReportSink
 
-__all__ = ["PUBLISHED_FHIR", "DICOMSink", "FHIRSink", "FolderSink", "InstanceStore", "ReportSink"]
+__all__ = ["PUBLISHED_DICOM", "PUBLISHED_FHIR", "DICOMSink", "FHIRSink", "FolderSink", "InstanceStore", "ReportSink"]

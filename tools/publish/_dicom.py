@@ -40,8 +40,6 @@ _SR_KINDS = ("comprehensive", "enhanced", "basic")
 class InstanceStore(Protocol):
     """A PACS client that stores DICOM instances: DICOMweb (STOW-RS) or DIMSE (C-STORE)."""
 
-    audit: AuditTrail | None
-
     def store_instances(self, datasets: Sequence[pydicom.Dataset]) -> list[str]:
         """Store every instance; their SOP Instance UIDs. A refused instance is a typed error naming it."""
         ...

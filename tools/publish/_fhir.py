@@ -30,6 +30,8 @@ from typing import Any
 from okaflow._audit import AUDIT_LOG, AuditTrail, auditing
 from okaflow._constants import RUN_MANIFEST
 from okaflow._errors import ConfigurationError, PublishError
+from okaflow._pull import PULL_RECORD
+from okaflow._record import read_manifest
 from okaflow._types import Evidence, utc_now
 from okaflow._urls import without_credentials
 from okaflow.tools.ehr import FHIRClient
@@ -40,8 +42,6 @@ __all__ = ["PUBLISHED_FHIR", "FHIRSink"]
 
 #: Where a FHIR publish records what it stored, relative to the run directory.
 PUBLISHED_FHIR = "published/fhir.json"
-_PULL_RECORD = "pull.json"
-_DICOM_UID = "urn:dicom:uid"
 
 
 class FHIRSink:
@@ -137,7 +137,9 @@ class FHIRSink:
 
     def _already_published(self, root: Path) -> str | None:
         """The DiagnosticReport an earlier publish of this run stored (found by its identifier), if any."""
-        thread_id = str(json.loads((root / RUN_MANIFEST).read_text(encoding="utf-8"))["thread_id"])
+        thread_id = str(read_manifest(root).get("thread_id") or "")
+        if not thread_id:
+            raise PublishError(f"{root / RUN_MANIFEST} has no thread_id", hint="publish a run written by okaflow.run")
         entries = self.client.search("DiagnosticReport", {"identifier": f"{RUN_SYSTEM}|{thread_id}"})
         found = [e["resource"] for e in entries if (e.get("resource") or {}).get("resourceType") == "DiagnosticReport"]
         if not found:
@@ -202,12 +204,12 @@ def _patient_reference(value: str) -> str:
 
 
 def _patient_from_pull(root: Path, base_url: str) -> str:
-    manifest = json.loads((root / RUN_MANIFEST).read_text(encoding="utf-8"))
+    manifest = read_manifest(root)
     source = (manifest.get("case") or {}).get("source")
     folder = Path(source) if source else None
     if folder is not None and not folder.is_dir():
         folder = folder.parent
-    pull = folder / _PULL_RECORD if folder is not None else None
+    pull = folder / PULL_RECORD if folder is not None else None
     how = "pass FHIRSink(client, patient='Patient/<id>') naming the patient on this server"
     if pull is None or not pull.is_file():
         raise PublishError("no patient to attach the report to: the run's case was not pulled from a server", hint=how)
@@ -226,11 +228,17 @@ def _report_and_evidence(root: Path) -> tuple[Report, list[Evidence]]:
     report_path = root / "report.json"
     if not report_path.is_file():
         raise PublishError(f"run {root} has no report.json: there is nothing to publish")
-    report = Report.model_validate_json(report_path.read_text(encoding="utf-8"))
     evidence_path = root / "evidence.json"
-    if evidence_path.is_file():
-        rows = json.loads(evidence_path.read_text(encoding="utf-8"))
-        return report, [Evidence.model_validate(r) for r in rows]
+    try:
+        report = Report.model_validate_json(report_path.read_text(encoding="utf-8"))
+        if evidence_path.is_file():
+            rows = json.loads(evidence_path.read_text(encoding="utf-8"))
+            return report, [Evidence.model_validate(r) for r in rows]
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError, as is bad JSON
+        raise PublishError(
+            f"run {root}'s report or evidence cannot be read ({type(exc).__name__}): nothing was sent",
+            hint="publish a run written by this okaflow version (okaflow replay re-renders an older one)",
+        ) from None
     return report, list(report.evidence)
 
 

@@ -305,3 +305,15 @@ def test_a_retry_after_a_failed_second_sink_resumes_the_run_and_writes_nothing_t
     with FHIRClient(fhir_server.base_url, auth=STATIC_TOKEN) as reader:
         assert len(reader.search("DiagnosticReport", {"subject": f"Patient/{patient_id}"})) == 1
     assert sorted(p.name for p in (tmp_path / "jobs" / job.id / "runs").iterdir()) == ["attempt-1"]
+
+
+def test_the_storage_scp_refuses_an_oversized_instance_and_stores_the_rest(tmp_path: Path) -> None:
+    from okaflow.tools.pacs import IncomingInstance, StorageSCP
+
+    stored: list[IncomingInstance] = []
+    port = free_port()
+    small = synthetic_dicom("MR_STUDY")  # 64×64: about 9 KB
+    big = synthetic_dicom("CT_STUDY")  # 128×128: about 39 KB
+    with StorageSCP(stored.append, port=port, max_instance_bytes=20_000):
+        assert send(port, [small, big]) == [0x0000, 0xA700]
+    assert [i.sop_instance_uid for i in stored] == [str(small.SOPInstanceUID)], "the refused one reached the store"
