@@ -187,6 +187,10 @@ def _refusal(peer: Peer, assoc: Any, watch: _Watch, cause: str | None, contexts:
             hint=f"is the PACS's DICOM port listening? check host and port (or ${ENV_DIMSE_HOST}, ${ENV_DIMSE_PORT})",
         )
     answers = [p for p in watch.received if isinstance(p, A_ASSOCIATE)]
+    # The response as pynetdicom's ACSE kept it: the receive event can still be in flight on a busy machine.
+    kept = getattr(getattr(assoc, "acceptor", None), "primitive", None)
+    if isinstance(kept, A_ASSOCIATE) and kept not in answers:
+        answers.append(kept)
     rejection = next((p for p in answers if p.result in (0x01, 0x02)), None)
     if rejection is not None:
         reason = f"{rejection.result_str}, {rejection.source_str}: {rejection.reason_str}"
