@@ -125,23 +125,78 @@ def pull_case(
         ConfigurationError: more than ``max_instances`` instances would be copied, or both PACS clients given.
         PatientNotFoundError, ClinicalSystemError: from the servers, naming the URL.
     """
+    from okaflow._case import Case
+    from okaflow.tools.ehr import fetch_patient_record
+
     pacs = _one_pacs(dicomweb, dimse)
     root = _empty_folder(folder)
     with auditing(AuditTrail(root / AUDIT_LOG)):
-        return _pull(
-            patient_id,
-            fhir,
-            pacs,
-            root,
-            task,
-            workflow,
-            case_id,
-            identifier_system,
-            studies,
-            strategy,
-            max_instances,
-            strict,
-        )
+        record = fetch_patient_record(fhir, patient_id, strategy=strategy)
+        matches = match_studies(pacs, record, identifier_system=identifier_system) if pacs else []
+        if studies is not None:
+            known = {m.study.study_uid for m in matches}
+            missing = [uid for uid in studies if uid not in known]
+            if missing:
+                raise CaseError(
+                    f"studies {missing} are not Patient/{patient_id}'s (matched: {sorted(known) or 'none'})",
+                    hint="pass study UIDs of this patient, or leave studies= out",
+                )
+            matches = [m for m in matches if m.study.study_uid in set(studies)]
+        instances = {m.study.study_uid: pacs.search_instances(m.study.study_uid) for m in matches} if pacs else {}
+        total = sum(len(v) for v in instances.values())
+        if total > max_instances:
+            raise ConfigurationError(
+                f"the patient's {len(matches)} studies hold {total} instances, over max_instances={max_instances}",
+                hint="raise max_instances= or pick studies with studies=[...]",
+            )
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "bundle.json").write_text(record.to_json(), encoding="utf-8")
+        images: list[dict[str, str]] = []
+        pulled: list[dict[str, Any]] = []
+        for match in matches:
+            assert pacs is not None
+            uid = match.study.study_uid
+            files = pacs.download_instances(instances[uid], root / "images" / uid)
+            kept = image_files(files)
+            images += [{"path": p.relative_to(root).as_posix()} for p in kept]
+            entry = {"study_uid": uid, "matched_by": match.reasons, "instances": len(files)}
+            if len(kept) < len(files):
+                entry["without_pixel_data"] = len(files) - len(kept)
+            pulled.append(entry)
+        write_case_manifest(root, case_id or root.name, images, task=task, workflow=workflow)
+        provenance: dict[str, Any] = {
+            "okaflow": __version__,
+            "pulled_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "fhir": {
+                "base_url": without_credentials(fhir.base_url),
+                "patient": f"Patient/{patient_id}",
+                "strategy": record.strategy,
+            },
+            # Which PACS, and its entry under the protocol's own key ("dicomweb" as before, or "dimse").
+            "pacs": _protocol(pacs),
+            "dicomweb": None,
+            "warnings": list(record.warnings),
+        }
+        if pacs is not None:
+            provenance["dimse" if _protocol(pacs) == "DIMSE" else "dicomweb"] = {
+                "url": without_credentials(str(pacs.url)),
+                "studies": pulled,
+            }
+        (root / PULL_RECORD).write_text(json.dumps(provenance, indent=2), encoding="utf-8")
+        case = Case.from_folder(root, strict=strict)
+        case.warnings += list(record.warnings)
+        case.warnings += [
+            f"study {m.study.study_uid} matched by PatientID only (no ImagingStudy in the record names it)"
+            for m in matches
+            if m.reasons == ["PatientID"]
+        ]
+        case.warnings += [
+            f"study {p['study_uid']}: {p['without_pixel_data']} instance(s) without pixel data (reports, presentation "
+            "states) kept in images/ but not read as images"
+            for p in pulled
+            if p.get("without_pixel_data")
+        ]
+        return case
 
 
 def pull_study(
@@ -192,20 +247,22 @@ def pull_study(
     with auditing(AuditTrail(root / AUDIT_LOG)):
         study = _the_study(pacs, accession_number=accession_number, study_uid=study_uid)
         patient_id = _the_patient(fhir, study, identifier_system, pacs_url=str(pacs.url))
-        return _pull(
-            patient_id,
-            fhir,
-            pacs,
-            root,
-            task,
-            workflow,
-            case_id,
-            identifier_system,
-            [study.study_uid],
-            strategy,
-            max_instances,
-            strict,
-        )
+    # The folder holds only these lookups' trail, which the pull goes on writing.
+    return pull_case(
+        patient_id,
+        fhir=fhir,
+        dicomweb=dicomweb,
+        dimse=dimse,
+        folder=root,
+        task=task,
+        workflow=workflow,
+        case_id=case_id,
+        identifier_system=identifier_system,
+        studies=[study.study_uid],
+        strategy=strategy,
+        max_instances=max_instances,
+        strict=strict,
+    )
 
 
 def _one_pacs(dicomweb: DICOMwebClient | None, dimse: DIMSEClient | None) -> PACSClient | None:
@@ -272,91 +329,6 @@ def patient_for_identifier(
             else f"register the patient in the EHR under this identifier, {then}",
         )
     return ids[0]
-
-
-def _pull(
-    patient_id: str,
-    fhir: FHIRClient,
-    pacs: PACSClient | None,
-    root: Path,
-    task: str | None,
-    workflow: str | None,
-    case_id: str | None,
-    identifier_system: str | None,
-    studies: Sequence[str] | None,
-    strategy: RecordStrategy,
-    max_instances: int,
-    strict: bool,
-) -> Case:
-    from okaflow._case import Case
-    from okaflow.tools.ehr import fetch_patient_record
-
-    record = fetch_patient_record(fhir, patient_id, strategy=strategy)
-    matches = match_studies(pacs, record, identifier_system=identifier_system) if pacs else []
-    if studies is not None:
-        known = {m.study.study_uid for m in matches}
-        missing = [uid for uid in studies if uid not in known]
-        if missing:
-            raise CaseError(
-                f"studies {missing} are not Patient/{patient_id}'s (matched: {sorted(known) or 'none'})",
-                hint="pass study UIDs of this patient, or leave studies= out",
-            )
-        matches = [m for m in matches if m.study.study_uid in set(studies)]
-    instances = {m.study.study_uid: pacs.search_instances(m.study.study_uid) for m in matches} if pacs else {}
-    total = sum(len(v) for v in instances.values())
-    if total > max_instances:
-        raise ConfigurationError(
-            f"the patient's {len(matches)} studies hold {total} instances, over max_instances={max_instances}",
-            hint="raise max_instances= or pick studies with studies=[...]",
-        )
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "bundle.json").write_text(record.to_json(), encoding="utf-8")
-    images: list[dict[str, str]] = []
-    pulled: list[dict[str, Any]] = []
-    for match in matches:
-        assert pacs is not None
-        uid = match.study.study_uid
-        files = pacs.download_instances(instances[uid], root / "images" / uid)
-        kept = image_files(files)
-        images += [{"path": p.relative_to(root).as_posix()} for p in kept]
-        entry = {"study_uid": uid, "matched_by": match.reasons, "instances": len(files)}
-        if len(kept) < len(files):
-            entry["without_pixel_data"] = len(files) - len(kept)
-        pulled.append(entry)
-    write_case_manifest(root, case_id or root.name, images, task=task, workflow=workflow)
-    provenance: dict[str, Any] = {
-        "okaflow": __version__,
-        "pulled_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "fhir": {
-            "base_url": without_credentials(fhir.base_url),
-            "patient": f"Patient/{patient_id}",
-            "strategy": record.strategy,
-        },
-        # Which PACS, and its entry under the protocol's own key ("dicomweb" as before, or "dimse").
-        "pacs": _protocol(pacs),
-        "dicomweb": None,
-        "warnings": list(record.warnings),
-    }
-    if pacs is not None:
-        provenance["dimse" if _protocol(pacs) == "DIMSE" else "dicomweb"] = {
-            "url": without_credentials(str(pacs.url)),
-            "studies": pulled,
-        }
-    (root / PULL_RECORD).write_text(json.dumps(provenance, indent=2), encoding="utf-8")
-    case = Case.from_folder(root, strict=strict)
-    case.warnings += list(record.warnings)
-    case.warnings += [
-        f"study {m.study.study_uid} matched by PatientID only (no ImagingStudy in the record names it)"
-        for m in matches
-        if m.reasons == ["PatientID"]
-    ]
-    case.warnings += [
-        f"study {p['study_uid']}: {p['without_pixel_data']} instance(s) without pixel data (reports, presentation "
-        "states) kept in images/ but not read as images"
-        for p in pulled
-        if p.get("without_pixel_data")
-    ]
-    return case
 
 
 def write_case_manifest(
