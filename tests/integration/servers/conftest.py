@@ -262,6 +262,33 @@ def study_uids() -> dict[str, str]:
     return {f"{name}_UID": str(synthetic_dicom(name).StudyInstanceUID) for name in STUDIES}
 
 
+def start_orthanc(
+    home: Path, aet: str, our_port: int, *, allow_all: bool, **settings: Any
+) -> tuple[str, int, ServerProcess]:
+    """An Orthanc in ``home`` on free ports (its HTTP URL, its DICOM port, the process), listing our AE title
+    at ``our_port``; ``allow_all`` admits any AE title to every DIMSE service, else only those it lists."""
+    http_port, dicom_port = free_port(), free_port()
+    config = {
+        "Name": f"okaflow-test-{aet.lower()}",
+        "StorageDirectory": str(home / "storage"),
+        "IndexDirectory": str(home / "storage"),
+        "HttpPort": http_port,
+        "DicomPort": dicom_port,
+        "DicomAet": aet,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        # With Move allowed, a C-MOVE from an unlisted AE title reaches the destination check.
+        **{f"DicomAlwaysAllow{service}": allow_all for service in ("Echo", "Store", "Find", "Get", "Move")},
+        "DicomModalities": {"okaflow": [OUR_AET, "127.0.0.1", our_port]},
+        **settings,
+    }
+    (home / "orthanc.json").write_text(json.dumps(config), encoding="utf-8")
+    http = f"http://127.0.0.1:{http_port}"
+    process = ServerProcess(f"Orthanc {aet}", [str(ORTHANC), str(home / "orthanc.json")], home, home / "orthanc.log")
+    process.start(lambda: _answers(f"{http}/system"))
+    return http, dicom_port, process
+
+
 @pytest.fixture(scope="session")
 def pacs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PACSServer]:
     if not confined_to_loopback():
@@ -272,31 +299,17 @@ def pacs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PACSServer
         )
     if not ORTHANC.exists() or not DICOMWEB_PLUGIN.exists():
         pytest.fail(f"no Orthanc with DICOMweb ({ORTHANC}, {DICOMWEB_PLUGIN}): run scripts/pacs-env.sh")
-    home = tmp_path_factory.mktemp("orthanc")
-    http_port, dicom_port, move_port = free_port(), free_port(), free_port()
-    config = {
-        "Name": "okaflow-test-pacs",
-        "StorageDirectory": str(home / "storage"),
-        "IndexDirectory": str(home / "storage"),
-        "HttpPort": http_port,
-        "DicomPort": dicom_port,
-        "DicomAet": "ORTHANC",
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
-        "DicomAlwaysAllowEcho": True,
-        "DicomAlwaysAllowStore": True,
-        "DicomAlwaysAllowFind": True,
-        "DicomAlwaysAllowGet": True,
-        "DicomAlwaysAllowMove": True,  # so a C-MOVE from an unlisted AE title reaches the destination check
-        "DicomCheckCalledAet": False,
-        "DicomModalities": {"okaflow": [OUR_AET, "127.0.0.1", move_port]},
-        "Plugins": [str(DICOMWEB_PLUGIN)],
-        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-    }
-    (home / "orthanc.json").write_text(json.dumps(config), encoding="utf-8")
-    http = f"http://127.0.0.1:{http_port}"
-    process = ServerProcess("Orthanc", [str(ORTHANC), str(home / "orthanc.json")], home, home / "orthanc.log")
-    process.start(lambda: _answers(f"{http}/system"))
+    move_port = free_port()
+    http, dicom_port, process = start_orthanc(
+        tmp_path_factory.mktemp("orthanc"),
+        "ORTHANC",
+        move_port,
+        allow_all=True,
+        DicomCheckCalledAet=False,
+        Plugins=[str(DICOMWEB_PLUGIN)],
+        DicomWeb={"Enable": True, "Root": "/dicom-web/"},
+    )
+    home = process.cwd
     try:
         instances = {}
         for name in STUDIES:
@@ -317,29 +330,9 @@ def strict_pacs(pacs_server: PACSServer, tmp_path_factory: pytest.TempPathFactor
 
     It is the real peer that rejects associations (unknown calling AE title, wrong called AE title).
     """
-    home = tmp_path_factory.mktemp("orthanc-strict")
-    http_port, dicom_port = free_port(), free_port()
-    config = {
-        "Name": "okaflow-test-strict-pacs",
-        "StorageDirectory": str(home / "storage"),
-        "IndexDirectory": str(home / "storage"),
-        "HttpPort": http_port,
-        "DicomPort": dicom_port,
-        "DicomAet": "STRICT",
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
-        "DicomAlwaysAllowEcho": False,
-        "DicomAlwaysAllowStore": False,
-        "DicomAlwaysAllowFind": False,
-        "DicomAlwaysAllowGet": False,
-        "DicomAlwaysAllowMove": False,
-        "DicomCheckCalledAet": True,
-        "DicomModalities": {"okaflow": [OUR_AET, "127.0.0.1", free_port()]},
-    }
-    (home / "orthanc.json").write_text(json.dumps(config), encoding="utf-8")
-    http = f"http://127.0.0.1:{http_port}"
-    process = ServerProcess("strict Orthanc", [str(ORTHANC), str(home / "orthanc.json")], home, home / "orthanc.log")
-    process.start(lambda: _answers(f"{http}/system"))
+    http, dicom_port, process = start_orthanc(
+        tmp_path_factory.mktemp("orthanc-strict"), "STRICT", free_port(), allow_all=False, DicomCheckCalledAet=True
+    )
     try:
         yield PACSServer(http, "", dicom_port, "STRICT", process, {})
     finally:
