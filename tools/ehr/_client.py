@@ -444,7 +444,8 @@ class FHIRClient(Closing):
             if url is None:
                 return
             bundle = self.get(url, query)
-            where = url if "://" in url else f"{self.base_url}/{url}"
+            # Errors name the page without its query: a next link carries the search's identifiers.
+            where = without_query(url if "://" in url else f"{self.base_url}/{url}")
             if bundle.get("resourceType") != "Bundle":
                 raise ClinicalResponseError(
                     f"{where} answered a {bundle.get('resourceType')!r}, not a Bundle", system="FHIR", url=where
@@ -472,7 +473,7 @@ class FHIRClient(Closing):
         base, target = urlsplit(self.base_url), urlsplit(nxt)
         if (target.scheme, target.netloc) != (base.scheme, base.netloc) or not target.path.startswith(base.path):
             raise ClinicalResponseError(
-                f"{without_query(where)} links its next page to {without_query(nxt)}, outside {self.base_url}; "
+                f"{where} links its next page to {without_query(nxt)}, outside {self.base_url}; "
                 "not followed (it would carry "
                 "the credentials elsewhere)",
                 system="FHIR",
@@ -481,7 +482,7 @@ class FHIRClient(Closing):
             )
         if nxt in seen:
             raise ClinicalResponseError(
-                f"{without_query(where)} links back to a page already read", system="FHIR", url=without_query(nxt)
+                f"{where} links back to a page already read", system="FHIR", url=without_query(nxt)
             )
         seen.add(nxt)
         return nxt
