@@ -472,14 +472,9 @@ def _generator(args: argparse.Namespace, stack: contextlib.ExitStack[Any]) -> An
         stack.enter_context(endpoint)
         return GeneratorChain(endpoint, ClassicalGenerator())
     if ":" in kind:
-        import importlib
+        from okaflow._run import _generator as resolve_generator
 
-        module_name, _, attr = kind.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigurationError(f"cannot load generator {kind!r}: {exc}") from None
-        return factory() if callable(factory) and not hasattr(factory, "generate") else factory
+        return resolve_generator(kind)
     raise _UsageError(f"unknown --generator {kind!r}: use classical, diffusers, endpoint, none or module:factory")
 
 

@@ -31,6 +31,7 @@ from okaflow._run import (
     _agent,
     _closing_owned,
     _event_sink,
+    _generator,
     _new_run_dir,
     _result,
     _settings,
@@ -85,7 +86,9 @@ def rerun(
         options["seed"] = seed
     rebuilt = None
     if "generator" not in options:
-        options["generator"] = rebuilt = generator_for(manifest)
+        options["generator"] = rebuilt = _generator(generator_for(manifest))
+    else:
+        options["generator"] = _generator(options["generator"])
     chosen = backend_for(manifest, backend)
     target = Path(out) if out is not None else parent.with_name(f"{parent.name}-from-{from_step}")
     target = _new_run_dir(loaded, target, force)

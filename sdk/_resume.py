@@ -24,7 +24,17 @@ from okaflow._record import (
     read_calls,
     recorded_options,
 )
-from okaflow._run import EventHandler, RunResult, _agent, _closing_owned, _event_sink, _result, _sqlite_saver, drive
+from okaflow._run import (
+    EventHandler,
+    RunResult,
+    _agent,
+    _closing_owned,
+    _event_sink,
+    _generator,
+    _result,
+    _sqlite_saver,
+    drive,
+)
 from okaflow.model_backend import UnderstandingBackend
 from okaflow.workflows import get_workflow
 
@@ -73,7 +83,9 @@ def resume(
     options = {**recorded_options(manifest), **agent_options, "sinks": sinks}
     rebuilt = None
     if "generator" not in options:
-        options["generator"] = rebuilt = generator_for(manifest)
+        options["generator"] = rebuilt = _generator(generator_for(manifest))
+    else:
+        options["generator"] = _generator(options["generator"])
     chosen = backend_for(manifest, backend)
     wf = get_workflow(manifest["workflow"])
     emit = _event_sink(path, on_event)

@@ -80,12 +80,7 @@ def resolve_backend(spec: str | UnderstandingBackend | None, *, asynchronous: bo
 
         return AsyncOpenAIBackend() if asynchronous else OpenAIBackend()
     if ":" in spec:
-        module_name, _, attr = spec.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigurationError(f"cannot load backend {spec!r}: {exc}") from None
-        return factory() if callable(factory) and not hasattr(factory, "understand") else factory  # type: ignore[no-any-return]
+        return load_spec(spec, "backend", "understand")  # type: ignore[no-any-return]
     raise ConfigurationError(
         f"unknown backend {spec!r}", hint="use 'evidence-only', 'openai' or 'package.module:factory'"
     )
@@ -236,11 +231,44 @@ async def _async_sqlite_saver(run_dir: Path) -> AsyncIterator[Any]:
         yield saver
 
 
-def _generator(option: Any) -> GenerationTool | None:
-    """The generation tool an ``generator=`` option names (``"default"``: the classical one)."""
-    from okaflow.tools.generation import ClassicalGenerator
+def load_spec(spec: str, what: str, method: str) -> Any:
+    """The object ``package.module:name`` names: an instance as it is; a class or factory called once.
 
-    return ClassicalGenerator() if option == "default" else option
+    Raises:
+        ConfigurationError: the module or name cannot be loaded.
+    """
+    module_name, _, attr = spec.partition(":")
+    try:
+        found = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"cannot load {what} {spec!r}: {exc}", hint=f"name it as package.module:factory ({what} or factory)"
+        ) from None
+    # A class has the method too: only an instance that has it is used as it is.
+    return found() if isinstance(found, type) or (callable(found) and not hasattr(found, method)) else found
+
+
+def _generator(option: Any) -> GenerationTool | None:
+    """The generation tool a ``generator=`` option names: ``"default"`` (the classical one), ``None``, a tool,
+    or ``"package.module:factory"``. Idempotent, so resolved options pass through unchanged.
+
+    Raises:
+        ConfigurationError: a spec that cannot be loaded, or an async-only tool (the agent calls ``generate``).
+    """
+    from okaflow.tools.generation import ClassicalGenerator, require_synchronous
+
+    if option == "default":
+        return ClassicalGenerator()
+    if isinstance(option, str):
+        if ":" not in option:
+            raise ConfigurationError(
+                f"unknown generator {option!r}",
+                hint="use 'default', None, a generation tool or 'package.module:factory'",
+            )
+        option = load_spec(option, "generator", "generate")
+    if option is not None:
+        require_synchronous(option)
+    return option  # type: ignore[no-any-return]
 
 
 def _agent(

@@ -16,7 +16,12 @@ from okaflow.tools.generation._metrics import (
     score_against_reference,
     score_image,
 )
-from okaflow.tools.generation._protocol import GenerationRequest, GenerationResult, GenerationTool
+from okaflow.tools.generation._protocol import (
+    GenerationRequest,
+    GenerationResult,
+    GenerationTool,
+    require_synchronous,
+)
 from okaflow.tools.generation._replay import GENERATION_CALLS, RecordingGenerator, ReplayGenerator
 from okaflow.tools.generation._tasks import (
     MODALITY_PHRASES,
@@ -72,6 +77,7 @@ __all__ = [
     "frechet_distance",
     "frechet_inception_distance",
     "parse_task",
+    "require_synchronous",
     "score_against_reference",
     "score_image",
 ]

@@ -139,6 +139,9 @@ class AsyncImageEndpointGenerator(ImageEndpointCommon, AsyncClosing):
         self._client = http_client if http_client is not None else httpx.AsyncClient(timeout=self.timeout)
         self._sleep = sleep or asyncio.sleep
 
+    #: Only :meth:`agenerate` works: the agent refuses this generator up front (``require_synchronous``).
+    synchronous = False
+
     def generate(
         self, request: GenerationRequest | TaskRequest, images: Mapping[str, MedicalImage]
     ) -> GenerationResult:

@@ -14,9 +14,15 @@ from typing import Any, Protocol, runtime_checkable
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from okaflow._errors import ConfigurationError
 from okaflow.tools.imaging import MedicalImage
 
-__all__ = ["GenerationRequest", "GenerationResult", "GenerationTool"]
+__all__ = [
+    "GenerationRequest",
+    "GenerationResult",
+    "GenerationTool",
+    "require_synchronous",
+]
 
 
 class GenerationRequest(BaseModel):
@@ -65,3 +71,20 @@ class GenerationTool(Protocol):
     def supports(self, task: str) -> bool: ...
 
     def generate(self, request: GenerationRequest, images: Mapping[str, MedicalImage]) -> GenerationResult: ...
+
+
+def require_synchronous(generator: object) -> None:
+    """Refuse a generation tool that can only be awaited: the agent's generate step calls ``generate``
+    (in a worker thread under :func:`okaflow.arun`), so an async-only tool would refuse every request.
+
+    Raises:
+        ConfigurationError: ``generator``, or a generator it chains, is async-only.
+    """
+    for member in getattr(generator, "generators", None) or (generator,):
+        if member is not generator:
+            require_synchronous(member)
+        elif getattr(member, "synchronous", True) is False:
+            raise ConfigurationError(
+                f"{type(member).__name__} can only be awaited, and the agent calls generate() synchronously",
+                hint="give the agent ImageEndpointGenerator (arun runs the generate step in a worker thread)",
+            )

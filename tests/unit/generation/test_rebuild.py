@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -44,3 +45,21 @@ def test_a_generator_with_settings_a_record_cannot_hold_asks_to_be_passed_again(
     gone = {"kind": "diffusers", "pipeline": "/nowhere/pipeline", "device": "cpu", "dtype": "float32"}
     with pytest.raises(okaflow.ConfigurationError, match="is gone"):
         generator_for({"settings": {"generator": {"name": "diffusers", "rebuild": gone}}})
+
+
+def test_a_generator_option_is_resolved_in_one_place() -> None:
+    from okaflow._run import _generator
+    from okaflow.tools.generation import AsyncImageEndpointGenerator
+
+    assert isinstance(_generator("okaflow.tools.generation:ClassicalGenerator"), ClassicalGenerator), "a class"
+    made = ClassicalGenerator()
+    assert _generator(made) is made and _generator(None) is None, "resolved options pass through"
+    with pytest.raises(okaflow.ConfigurationError, match="cannot load generator"):
+        _generator("okaflow.tools.generation:NoSuchGenerator")
+    with pytest.raises(okaflow.ConfigurationError, match="unknown generator"):
+        _generator("diffusers")
+    # An async-only tool would refuse every request inside the agent: refused before the run starts.
+    awaited = AsyncImageEndpointGenerator(base_url="http://h/v1", model="m")
+    with pytest.raises(okaflow.ConfigurationError, match="can only be awaited"):
+        _generator(GeneratorChain(awaited, made))
+    asyncio.run(awaited.aclose())
