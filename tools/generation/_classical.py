@@ -19,10 +19,18 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from okaflow._constants import DERIVED_LABEL, GENERATION_MAX_SIDE
-from okaflow._errors import ConfigurationError
+from okaflow._errors import ConfigurationError, GenerationSizeError
 from okaflow.tools.generation._metrics import score_against_reference
 from okaflow.tools.generation._protocol import GenerationRequest, GenerationResult
-from okaflow.tools.generation._tasks import TaskRequest, as_request
+from okaflow.tools.generation._tasks import (
+    Comparison,
+    Montage,
+    SuperResolution,
+    TaskRequest,
+    Window,
+    as_request,
+    parse_task,
+)
 from okaflow.tools.imaging import (
     CT_WINDOW_PRESETS,
     MedicalImage,
@@ -74,18 +82,19 @@ class ClassicalGenerator:
                 started,
                 unavailable=f"{request.task!r} needs a generative model; none is configured",
             )
-        if request.task == "window":
-            out, captions, used = _windows(sources, request.params)
-        elif request.task == "super_resolution":
-            out, captions, used = _super_resolution(sources, request.params)
-            reference = request.params.get("reference")
-            if reference is not None:  # the baseline's score, before the label covers any pixel
-                used["metrics"], notes = score_against_reference(out, str(reference), images)
+        # Typed first: parameters a model got wrong ("scale": "four") are a refusal, not a crash.
+        typed = parse_task(request) if request.task in _CLASSICAL_TASKS else None
+        if isinstance(typed, Window):
+            out, captions, used = _windows(sources, typed)
+        elif isinstance(typed, SuperResolution):
+            out, captions, used = _super_resolution(sources, typed)
+            if typed.reference is not None:  # the baseline's score, before the label covers any pixel
+                used["metrics"], notes = score_against_reference(out, typed.reference, images)
                 captions = [f"{caption}; {note}" for caption, note in zip(captions, notes, strict=True)]
-        elif request.task == "comparison":
-            out, captions, used = _comparison(sources, request.params)
-        elif request.task == "montage":
-            out, captions, used = _montage(sources, request.params)
+        elif isinstance(typed, Comparison):
+            out, captions, used = _comparison(sources, typed)
+        elif isinstance(typed, Montage):
+            out, captions, used = _montage(sources, typed)
         else:
             raise ConfigurationError(
                 f"the classical generator has no task {request.task!r}",
@@ -119,10 +128,8 @@ class ClassicalGenerator:
         )
 
 
-def _windows(
-    sources: list[MedicalImage], params: dict[str, Any]
-) -> tuple[list[Image.Image], list[str], dict[str, Any]]:
-    names = list(params.get("windows") or ["lung", "mediastinum", "bone"])
+def _windows(sources: list[MedicalImage], typed: Window) -> tuple[list[Image.Image], list[str], dict[str, Any]]:
+    names = list(typed.windows or ["lung", "mediastinum", "bone"])
     unknown = [n for n in names if n not in CT_WINDOW_PRESETS]
     if unknown:
         raise ConfigurationError(f"unknown window presets {unknown}", hint=f"choose from {sorted(CT_WINDOW_PRESETS)}")
@@ -140,37 +147,39 @@ _RESAMPLING = {"lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.
 
 
 def _super_resolution(
-    sources: list[MedicalImage], params: dict[str, Any]
+    sources: list[MedicalImage], typed: SuperResolution
 ) -> tuple[list[Image.Image], list[str], dict[str, Any]]:
-    scale = int(params.get("scale", 2))
-    if scale not in (2, 3, 4):
-        raise ConfigurationError(f"super-resolution scale {scale} is not supported", hint="use 2, 3 or 4")
-    method = params.get("method", "lanczos")
-    if method not in _RESAMPLING:
-        raise ConfigurationError(f"super-resolution method {method!r} is not supported", hint="use lanczos or bicubic")
-    out, captions, effective_scales = [], [], []
-    for img in sources:
-        base = render_frame(img, frame="middle")
-        # Capped so no side exceeds the generation limit; the caption and params_used say so.
-        effective = max(1, min(scale, GENERATION_MAX_SIDE // max(base.size)))
-        effective_scales.append(effective)
-        size = (base.width * effective, base.height * effective)
+    scale, method = typed.scale or 2, typed.method or "lanczos"
+    bases = [render_frame(img, frame="middle") for img in sources]
+    for img, base in zip(sources, bases, strict=True):
+        size = (base.width * scale, base.height * scale)
+        if max(size) > GENERATION_MAX_SIDE:  # refused like a model's would be, not quietly scaled less
+            raise GenerationSizeError(
+                f"{img.id} ({base.width}×{base.height} px) upscaled {scale}× would be {size[0]}×{size[1]} px, "
+                f"over {GENERATION_MAX_SIDE} px a side: ask for a smaller scale",
+                size=size,
+                max_side=GENERATION_MAX_SIDE,
+                multiple=1,
+            )
+    out, captions = [], []
+    for img, base in zip(sources, bases, strict=True):
+        size = (base.width * scale, base.height * scale)
         out.append(base.resize(size, _RESAMPLING[method]))
         captions.append(
-            f"{img.id} upscaled {effective}× by {method.capitalize()} interpolation "
+            f"{img.id} upscaled {scale}× by {method.capitalize()} interpolation "
             f"({base.width}×{base.height} → {size[0]}×{size[1]} px)"
         )
-    return out, captions, {"scale": scale, "method": method, "effective_scales": effective_scales}
+    return out, captions, {"scale": scale, "method": method}
 
 
-def _comparison(
-    sources: list[MedicalImage], params: dict[str, Any]
-) -> tuple[list[Image.Image], list[str], dict[str, Any]]:
+def _comparison(sources: list[MedicalImage], typed: Comparison) -> tuple[list[Image.Image], list[str], dict[str, Any]]:
     if len(sources) != 2:
         raise ConfigurationError("a comparison needs exactly two source images: prior then current")
     prior, current = sources
-    window = params.get("window")
-    win = CT_WINDOW_PRESETS.get(window) if isinstance(window, str) else None
+    window = typed.window
+    if window is not None and window not in CT_WINDOW_PRESETS:
+        raise ConfigurationError(f"unknown window preset {window!r}", hint=f"choose from {sorted(CT_WINDOW_PRESETS)}")
+    win = CT_WINDOW_PRESETS[window] if window else None
     tiles = [render_frame(i, frame="middle", window=win).convert("RGB") for i in (prior, current)]
     height = max(t.height for t in tiles)
     tiles = [t.resize((max(1, t.width * height // t.height), height), Image.Resampling.LANCZOS) for t in tiles]
@@ -187,12 +196,8 @@ def _comparison(
     return [canvas], [caption], {"window": window}
 
 
-def _montage(
-    sources: list[MedicalImage], params: dict[str, Any]
-) -> tuple[list[Image.Image], list[str], dict[str, Any]]:
-    max_frames = int(params.get("max_frames", 16))
-    if not 1 <= max_frames <= 64:
-        raise ConfigurationError(f"max_frames {max_frames} is out of range", hint="use 1 to 64")
+def _montage(sources: list[MedicalImage], typed: Montage) -> tuple[list[Image.Image], list[str], dict[str, Any]]:
+    max_frames = typed.max_frames or 16
     out = [render_montage(img, max_frames=max_frames) for img in sources]
     captions = [f"{img.id}: {min(img.frames, max_frames)} of {img.frames} frames, evenly spaced" for img in sources]
     return out, captions, {"max_frames": max_frames}
