@@ -53,7 +53,7 @@ from okaflow._constants import (
     HTTP_WRITE_TIMEOUT_S,
     SYNTHETIC_LABEL,
 )
-from okaflow._errors import BackendOutputError, ConfigurationError, GenerationTaskError
+from okaflow._errors import BackendOutputError, ConfigurationError, GenerationSizeError, GenerationTaskError
 from okaflow._urls import without_credentials
 from okaflow.model_backend._http import HttpCall, RetryPolicy
 from okaflow.tools.generation._limits import UNIMEDVL_LIMITS, GenerationLimits, fit_sources
@@ -130,7 +130,7 @@ class ImageEndpointCommon:
         self.rebuild_spec: dict[str, Any] | None = (
             {
                 "kind": "endpoint",
-                "base_url": without_credentials(self.base_url),
+                "base_url": self.shown_url,
                 "model": self.model,
                 "api": api,
                 "sampling": sampling,
@@ -155,7 +155,12 @@ class ImageEndpointCommon:
         return self.model
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r}, model={self.model!r}, api={self.api!r})"
+        return f"{type(self).__name__}(base_url={self.shown_url!r}, model={self.model!r}, api={self.api!r})"
+
+    @property
+    def shown_url(self) -> str:
+        """The base URL as reports, captions and records show it: no user, password or query."""
+        return str(without_credentials(self.base_url))
 
     def supports(self, task: str) -> bool:
         return task in _TASKS
@@ -231,7 +236,12 @@ class ImageEndpointCommon:
         if isinstance(typed, TextToImage):
             if typed.width is None and typed.height is None:
                 return None, None, []
-            size = (typed.width or typed.height or 0, typed.height or typed.width or 0)
+            if typed.width is None or typed.height is None:  # not squared behind the caller's back
+                raise ConfigurationError(
+                    "a text-to-image request names its width and its height, or neither",
+                    hint="give both (e.g. width=512, height=512), or neither for the model's own size",
+                )
+            size = (typed.width, typed.height)
             limits.check(size, what="the requested text-to-image size")
             return None, size, []
         factor = 1
@@ -252,6 +262,9 @@ class ImageEndpointCommon:
     ) -> HttpCall:
         call: dict[str, Any] = {"method": "POST", "headers": self._headers(), "timeout": self.timeout}
         call |= {"policy": self._policy, "base_url": self.base_url, "backend": _NAME}
+        # A generation is long and costly: one the server may still be running (a read timeout, a dropped
+        # answer) is not sent again; refused connections and 429/5xx answers are.
+        call["retry_unsent_only"] = True
         if self.api == "chat":
             content: list[dict[str, Any]] = [{"type": "text", "text": f"<|im_start|>{prompt}<|im_end|>"}]
             if source is not None:
@@ -335,12 +348,20 @@ class ImageEndpointCommon:
         seeds = [seed for seed, (images, _, _) in zip(built.seeds, replies, strict=True) for _ in images]
         if self.limits is not None:
             for img in pictures:
-                self.limits.check(img.size, what="the image the endpoint returned, of size")
+                try:
+                    self.limits.check(img.size, what="the image the endpoint returned, of size")
+                except GenerationSizeError as exc:  # the endpoint's answer, not the caller's request, is wrong
+                    raise BackendOutputError(
+                        f"{self.shown_url} returned a {img.width}×{img.height} image: {exc.message}",
+                        backend=_NAME,
+                        hint="check the server's generation size settings, or build the generator with the "
+                        "limits its model really has (limits=GenerationLimits(...))",
+                    ) from None
         text = "\n\n".join(t for _, t, _ in replies if t) or None
         model_id = replies[0][2]
         source = f" of {typed.sources[0]}" if typed.sources else ""
         captions = [
-            f"{typed.task.replace('_', ' ').capitalize()}{source} by {model_id} via {self.base_url} "
+            f"{typed.task.replace('_', ' ').capitalize()}{source} by {model_id} via {self.shown_url} "
             f"({self.api} API, seed {seed}, {img.width}×{img.height} px)"
             for seed, img in zip(seeds, pictures, strict=True)
         ]

@@ -28,6 +28,7 @@ from okaflow import (
     BackendBadRequestError,
     BackendConnectionError,
     BackendOutputError,
+    BackendTimeoutError,
     ConfigurationError,
     GenerationSizeError,
     GenerationTaskError,
@@ -284,8 +285,23 @@ def test_http_failures_are_the_understanding_clients_typed_errors(images: dict[s
     def oversized(request: httpx.Request) -> httpx.Response:
         return images_reply((1040, 64))
 
-    with pytest.raises(GenerationSizeError, match="the endpoint returned"):
+    # The server's answer is wrong, not the request: an output error naming the size, not a size refusal.
+    with pytest.raises(BackendOutputError, match="returned a 1040×64 image") as info:
         generator(oversized).generate(TextToImage(prompt="x", modality="CT"), images)
+    assert not isinstance(info.value, GenerationSizeError)
+
+    timeouts: list[int] = []
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        timeouts.append(1)
+        raise httpx.ReadTimeout("still generating", request=request)
+
+    with pytest.raises(BackendTimeoutError):
+        generator(slow, [], max_retries=2).generate(TextToImage(prompt="x", modality="CT"), images)
+    assert timeouts == [1], "a generation the server may still be running is not sent again"
+    with pytest.raises(ConfigurationError, match="width and its height, or neither"):
+        generator(slow).generate(TextToImage(prompt="x", modality="CT", width=512), images)
+    assert timeouts == [1], "refused before sending"
 
 
 def test_the_async_twin_sends_the_same_requests_concurrently(images: dict[str, MedicalImage]) -> None:
