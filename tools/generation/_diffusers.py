@@ -288,8 +288,14 @@ class DiffusersGenerator:
             "negative_prompt": typed.negative_prompt,
             **extra,
         }
+        # Asked explicitly: a pipeline that cannot take it refuses (guidance 0.0 is asked too, not dropped).
         asked = [
-            k for k, v in {"guidance_scale": typed.guidance, "negative_prompt": typed.negative_prompt}.items() if v
+            k
+            for k, v in {
+                "guidance_scale": typed.guidance is not None,
+                "negative_prompt": bool(typed.negative_prompt),
+            }.items()
+            if v
         ]
         asked += [k for k, v in extra.items() if v is not None]
         kwargs = accepted(pipe, wanted, asked=asked)
@@ -325,15 +331,23 @@ class DiffusersGenerator:
                     backend=self.name,
                     supported=["text_to_image"],
                 )
-            side = int(pipe.unet.config.sample_size)
+            side = _sample_size(pipe)
             size = (side, side)
             if (typed.width, typed.height) not in ((None, None), size):
                 raise ConfigurationError(f"{self.pipeline_class} generates {side}×{side} images only")
         else:
             if prompt is None:
                 raise ConfigurationError(f"text-to-image with {self.pipeline_class} needs a prompt")
-            default = int(pipe.unet.config.sample_size) * int(getattr(pipe, "vae_scale_factor", 8))
-            size = (typed.width or default, typed.height or default)
+            if typed.width is None and typed.height is None:
+                default = _sample_size(pipe) * int(getattr(pipe, "vae_scale_factor", 8))
+                size = (default, default)
+            elif typed.width is None or typed.height is None:  # not squared behind the caller's back
+                raise ConfigurationError(
+                    "a text-to-image request names its width and its height, or neither",
+                    hint="give both (e.g. width=512, height=512), or neither for the pipeline's own size",
+                )
+            else:
+                size = (typed.width, typed.height)
         if self.limits is not None:
             self.limits.check(size, what="the requested text-to-image size")
         kwargs, used = self._common(
@@ -419,3 +433,18 @@ class DiffusersGenerator:
             seeds=[i.seed for i in items],
         )
         return out, captions, used
+
+
+def _sample_size(pipe: Any) -> int:
+    """The denoiser's native sample size (latent side for latent pipelines, pixel side for DDPM): a UNet's or
+    a transformer's config (SD3, PixArt, Flux), else the pipeline's ``default_sample_size``."""
+    for part in ("unet", "transformer"):
+        size = getattr(getattr(getattr(pipe, part, None), "config", None), "sample_size", None)
+        if size:
+            return int(size)
+    size = getattr(pipe, "default_sample_size", None)
+    if size:
+        return int(size)
+    raise ConfigurationError(
+        f"{type(pipe).__name__} does not say the size it generates", hint="pass width= and height= with the request"
+    )

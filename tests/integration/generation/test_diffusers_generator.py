@@ -155,6 +155,10 @@ def test_parameters_a_pipeline_does_not_take_are_refused_not_dropped(
         generators["ddpm"].generate(TextToImage(prompt="a chest X-ray", modality="CXR"), images)
     with pytest.raises(ConfigurationError, match="takes no 'guidance_scale'"):
         generators["ddpm"].generate(TextToImage(modality="CXR", guidance=5.0), images)
+    with pytest.raises(ConfigurationError, match="takes no 'guidance_scale'"):  # 0.0 is asked too, not dropped
+        generators["ddpm"].generate(TextToImage(modality="CXR", guidance=0.0), images)
+    with pytest.raises(ConfigurationError, match="width and its height, or neither"):
+        generators["sd"].generate(TextToImage(prompt="x", modality="CT", width=64), images)
     with pytest.raises(ConfigurationError, match="takes no 'strength'"):
         generators["instruct-pix2pix"].generate(Counterfactual(sources=mr, edit="x", strength=0.5), images)
     with pytest.raises(ConfigurationError, match="takes no 'image_guidance_scale'"):
