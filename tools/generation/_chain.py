@@ -58,15 +58,21 @@ class GeneratorChain:
     def generate(
         self, request: GenerationRequest | TaskRequest, images: Mapping[str, MedicalImage]
     ) -> GenerationResult:
-        """The first generator that supports the task answers.
+        """The first generator that supports the task and does not refuse it as not its kind answers.
 
         Raises:
             GenerationTaskError: None of them can do it.
         """
         envelope = as_request(request)
+        refused: GenerationTaskError | None = None
         for generator in self.generators:
             if generator.supports(envelope.task):
-                return generator.generate(envelope, images)
+                try:
+                    return generator.generate(envelope, images)
+                except GenerationTaskError as exc:  # not this one's kind of request: the next may take it
+                    refused = exc
+        if refused is not None:
+            raise refused
         raise GenerationTaskError(
             f"no generator in {self.name} can do {envelope.task!r}",
             task=envelope.task,

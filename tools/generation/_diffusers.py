@@ -50,6 +50,7 @@ from okaflow.tools.generation._tasks import (
     TextToImage,
     as_request,
     parse_task,
+    refuse_interpolation,
 )
 from okaflow.tools.imaging import MedicalImage
 from okaflow.tools.reporting import stamp_label
@@ -231,8 +232,8 @@ class DiffusersGenerator:
         started = time.perf_counter()
         typed = parse_task(as_request(request))
         route = self._route(typed.task)
+        supported = [t for t in ("text_to_image", "super_resolution", *sorted(IMAGE_TASKS)) if self.supports(t)]
         if route is None:
-            supported = [t for t in ("text_to_image", "super_resolution", *sorted(IMAGE_TASKS)) if self.supports(t)]
             raise GenerationTaskError(
                 f"{self.pipeline_class} ({self._name}) cannot do {typed.task!r}",
                 task=typed.task,
@@ -241,10 +242,7 @@ class DiffusersGenerator:
             )
         if typed.bagel is not None:
             raise ConfigurationError("BAGEL knobs apply to an image endpoint, not to a diffusers pipeline")
-        if isinstance(typed, SuperResolution) and typed.method is not None:
-            raise ConfigurationError(
-                f"method={typed.method!r} is classical interpolation", hint="use the classical generator for it"
-            )
+        refuse_interpolation(typed, backend=self.name, supported=supported)
         missing = [s for s in typed.sources if s not in images]
         if missing:
             raise ConfigurationError(

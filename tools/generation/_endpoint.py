@@ -60,7 +60,13 @@ from okaflow.tools.generation._limits import UNIMEDVL_LIMITS, GenerationLimits, 
 from okaflow.tools.generation._metrics import score_against_reference
 from okaflow.tools.generation._pipelines import IMAGE_TASKS
 from okaflow.tools.generation._protocol import GenerationResult
-from okaflow.tools.generation._tasks import ImageToImageRequest, SuperResolution, TaskRequest, TextToImage
+from okaflow.tools.generation._tasks import (
+    ImageToImageRequest,
+    SuperResolution,
+    TaskRequest,
+    TextToImage,
+    refuse_interpolation,
+)
 from okaflow.tools.imaging import MedicalImage
 from okaflow.tools.reporting import png_bytes, stamp_label
 
@@ -187,10 +193,7 @@ class ImageEndpointCommon:
         if edit and len(typed.sources) != 1:
             raise ConfigurationError(f"{typed.task} through an image endpoint takes exactly one source image")
         knobs = self._knobs(typed, edit)
-        if isinstance(typed, SuperResolution) and typed.method is not None:
-            raise ConfigurationError(
-                f"method={typed.method!r} is classical interpolation", hint="use the classical generator for it"
-            )
+        refuse_interpolation(typed, backend=_NAME, supported=sorted(_TASKS))
         source, size, source_sizes = self._source_and_size(typed, images)
         seed = typed.seed if typed.seed is not None else secrets.randbelow(2**31)
         seeds = [seed + i for i in range(typed.num_images or 1)]

@@ -22,7 +22,7 @@ from typing import ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from okaflow._errors import ConfigurationError
+from okaflow._errors import ConfigurationError, GenerationTaskError
 from okaflow._types import Modality
 from okaflow.tools.generation._protocol import GenerationRequest
 
@@ -43,6 +43,7 @@ __all__ = [
     "Window",
     "as_request",
     "parse_task",
+    "refuse_interpolation",
 ]
 
 # How each of UniMedVL's eight generation modalities is named in a prompt.
@@ -271,3 +272,20 @@ def parse_task(request: GenerationRequest) -> TaskRequest:
 def as_request(request: GenerationRequest | TaskRequest) -> GenerationRequest:
     """The envelope of a typed or envelope request."""
     return request.to_request() if isinstance(request, TaskRequest) else request
+
+
+def refuse_interpolation(typed: TaskRequest, *, backend: str, supported: list[str]) -> None:
+    """A model-backed generator's refusal of a super-resolution that names a classical ``method``: a
+    :class:`GenerationTaskError`, on which a :class:`GeneratorChain` hands the request to the next generator.
+
+    Raises:
+        GenerationTaskError: ``typed`` asks for interpolation.
+    """
+    if isinstance(typed, SuperResolution) and typed.method is not None:
+        raise GenerationTaskError(
+            f"method={typed.method!r} is classical interpolation, which {backend} does not do",
+            task=typed.task,
+            backend=backend,
+            supported=supported,
+            hint="use the classical generator for it (a GeneratorChain with it falls through to it)",
+        )

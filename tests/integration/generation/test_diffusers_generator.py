@@ -15,11 +15,13 @@ from okaflow._constants import SYNTHETIC_LABEL
 from okaflow.tools.generation import (
     GENERATION_TASKS,
     BagelKnobs,
+    ClassicalGenerator,
     Counterfactual,
     DiffusersGenerator,
     GenerationLimits,
     GenerationRequest,
     GenerationResult,
+    GeneratorChain,
     ModalityTranslation,
     Reconstruction,
     SuperResolution,
@@ -163,8 +165,12 @@ def test_parameters_a_pipeline_does_not_take_are_refused_not_dropped(
         generators["instruct-pix2pix"].generate(Counterfactual(sources=mr, edit="x", strength=0.5), images)
     with pytest.raises(ConfigurationError, match="takes no 'image_guidance_scale'"):
         generators["sd"].generate(Counterfactual(sources=mr, edit="x", image_guidance=1.5), images)
-    with pytest.raises(ConfigurationError, match="method='bicubic' is classical interpolation"):
+    with pytest.raises(GenerationTaskError, match="method='bicubic' is classical interpolation"):
         generators["sd-upscaler"].generate(SuperResolution(sources=mr, method="bicubic"), images)
+    # In a chain the refusal hands the request to the classical generator, which does interpolate.
+    chained = GeneratorChain(generators["sd-upscaler"], ClassicalGenerator())
+    done = chained.generate(SuperResolution(sources=mr, method="bicubic", scale=2), images)
+    assert done.backend == "classical" and "Bicubic interpolation" in done.captions[0]
     with pytest.raises(ConfigurationError, match="upscales 4×, not 2×"):
         generators["sd-upscaler"].generate(SuperResolution(sources=mr, scale=2), images)
     with pytest.raises(ConfigurationError, match="BAGEL knobs"):
