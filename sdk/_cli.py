@@ -353,12 +353,14 @@ def _backend_and_generator(
 ) -> tuple[Any, Any]:
     """The backend and ``generator=`` option the flags ask for; the clients they open close with ``stack``.
 
-    ``backend_required=False`` (resume, rerun): no backend flags means "rebuild the recorded one" (``None``).
+    ``backend_required=False`` (resume, rerun): no backend flags means "rebuild the recorded one" (``None``),
+    and no generator flags likewise (``...``); a new run gets the classical generator (``"default"``).
     ``async_backend``: an OpenAI-compatible server gets the async client, which the caller closes in its loop.
 
     Raises:
-        _UsageError: The backend or generator flags do not fit together.
+        _UsageError: The backend or generator flags do not fit together (checked before anything is loaded).
     """
+    _check_generator_flags(args)
     backend = _backend(args, None if async_backend else stack)
     if backend is None and (backend_required or args.backend is not None or args.model_url or args.model):
         if args.backend == "transformers":
@@ -367,7 +369,25 @@ def _backend_and_generator(
             "--model-url, --model, --max-images-per-request and --chat-template apply to "
             "--backend openai or transformers"
         )
-    return backend, _generator(args, stack)
+    generator = _generator(args, stack)
+    return backend, "default" if generator is ... and backend_required else generator
+
+
+def _check_generator_flags(args: argparse.Namespace) -> None:
+    """The generation flags' combinations, refused before a backend or a pipeline is loaded."""
+    kind = args.generator
+    if (kind is None or kind == "classical") and (
+        args.generation_model or args.generation_url or args.generation_steps
+    ):
+        raise _UsageError(
+            "--generation-model, --generation-url and --generation-steps need --generator diffusers|endpoint"
+        )
+    if kind == "diffusers" and not args.generation_model:
+        raise _UsageError("--generator diffusers needs --generation-model DIR (a local pipeline folder)")
+    if kind == "endpoint" and args.generation_steps:
+        raise _UsageError("--generation-steps applies to --generator diffusers (send steps per request to an endpoint)")
+    if kind not in (None, "classical", "none", "diffusers", "endpoint") and ":" not in kind:
+        raise _UsageError(f"unknown --generator {kind!r}: use classical, diffusers, endpoint, none or module:factory")
 
 
 def _add_backend_flags(p: argparse.ArgumentParser, default: str | None) -> None:
@@ -439,12 +459,7 @@ def _generator(args: argparse.Namespace, stack: contextlib.ExitStack[Any]) -> An
         _UsageError: The generation flags do not fit together.
     """
     kind = args.generator
-    model_flags = args.generation_model or args.generation_url or args.generation_steps
     if kind is None or kind == "classical":
-        if model_flags:
-            raise _UsageError(
-                "--generation-model, --generation-url and --generation-steps need --generator diffusers|endpoint"
-            )
         return "default" if kind else ...
     if kind == "none":
         return None
@@ -453,8 +468,6 @@ def _generator(args: argparse.Namespace, stack: contextlib.ExitStack[Any]) -> An
     if kind == "diffusers":
         from okaflow.tools.generation import DiffusersGenerator
 
-        if not args.generation_model:
-            raise _UsageError("--generator diffusers needs --generation-model DIR (a local pipeline folder)")
         model = DiffusersGenerator(
             args.generation_model, device=args.device, dtype=args.dtype, steps=args.generation_steps
         )
@@ -462,10 +475,6 @@ def _generator(args: argparse.Namespace, stack: contextlib.ExitStack[Any]) -> An
     if kind == "endpoint":
         from okaflow.tools.generation import ImageEndpointGenerator
 
-        if args.generation_steps:
-            raise _UsageError(
-                "--generation-steps applies to --generator diffusers (send steps per request to an endpoint)"
-            )
         endpoint = ImageEndpointGenerator(
             base_url=args.generation_url, model=args.generation_model, api=args.generation_api
         )
@@ -475,7 +484,7 @@ def _generator(args: argparse.Namespace, stack: contextlib.ExitStack[Any]) -> An
         from okaflow._run import _generator as resolve_generator
 
         return resolve_generator(kind)
-    raise _UsageError(f"unknown --generator {kind!r}: use classical, diffusers, endpoint, none or module:factory")
+    raise AssertionError(f"unchecked --generator {kind!r}")  # pragma: no cover (_check_generator_flags)
 
 
 def _generator_option(generator: Any) -> dict[str, Any]:
@@ -502,18 +511,21 @@ def _resume(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def _batch(args: argparse.Namespace, out: Console, err: Console) -> int:
-    import dataclasses
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from okaflow._batch import abatch, run_coroutine
-
     if args.concurrency < 1 or args.max_steps < 1:
         err.print("--concurrency and --max-steps must be at least 1")
         return EXIT_CODES["usage"]
     # The generator's clients close with the stack; the backend is an async client, closed in its event loop.
-    stack = contextlib.ExitStack()
-    backend, generator = _backend_and_generator(args, stack, backend_required=True, async_backend=True)
+    with contextlib.ExitStack() as stack:
+        backend, generator = _backend_and_generator(args, stack, backend_required=True, async_backend=True)
+        result = _batch_run(args, out, backend, generator)
+    return _batch_report(args, out, result)
+
+
+def _batch_run(args: argparse.Namespace, out: Console, backend: Any, generator: Any) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from okaflow._batch import abatch, run_coroutine
+
     show = not (args.quiet or args.json)
     progress = Progress(
         TextColumn("[bold]batch"),
@@ -542,15 +554,19 @@ def _batch(args: argparse.Namespace, out: Console, err: Console) -> int:
                     workflow=args.workflow,
                     max_steps=args.max_steps,
                     seed=args.seed,
-                    generator="default" if generator is ... else generator,
+                    generator=generator,
                 )
         finally:
             close = getattr(backend, "aclose", None)
             if close is not None:
                 await close()
 
-    with stack:
-        result = run_coroutine(go)
+    return run_coroutine(go)
+
+
+def _batch_report(args: argparse.Namespace, out: Console, result: Any) -> int:
+    import dataclasses
+
     if args.json:
         out.print_json(json.dumps([dataclasses.asdict(o) for o in result.outcomes]))
     else:
@@ -700,7 +716,7 @@ def _run_case(
         require_approval=not args.yes,
         max_steps=args.max_steps,
         seed=args.seed,
-        generator="default" if generator is ... else generator,
+        generator=generator,
     )
 
 

@@ -94,7 +94,7 @@ def listen_command(args: argparse.Namespace, out: Console, err: Console) -> int:
             workflow=args.workflow,
             task=args.task,
             backend=backend,
-            generator="default" if generator is ... else generator,
+            generator=generator,
             sinks=sinks_from_flags(args, stack),
             require_approval=not args.yes,
             workers=args.workers,

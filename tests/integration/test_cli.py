@@ -155,3 +155,15 @@ def test_model_serve_and_check_fail_with_actionable_exit_codes(
     url = f"http://127.0.0.1:{free_port()}/v1"
     assert main(["model", "check", "--model-url", url, "--model", "m"]) == 4
     assert url.removesuffix("/v1") in capsys.readouterr().err
+
+
+def test_generation_flags_are_checked_before_a_model_is_loaded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The model folder does not exist: loading it first would fail with another error (and take long).
+    args = ["run", str(CASE), "--out", str(tmp_path / "run"), "--backend", "transformers", "--model", str(tmp_path)]
+    assert main([*args, "--generator", "diffusers"]) == EXIT_CODES["usage"]
+    assert "--generator diffusers needs --generation-model" in capsys.readouterr().err
+    assert main([*args, "--generator", "painter"]) == EXIT_CODES["usage"]
+    assert "unknown --generator 'painter'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
