@@ -113,13 +113,20 @@ def _case_inputs(run: Path, manifest: dict[str, Any]) -> tuple[Path, list[str]]:
         )
     case_root = Path(source)
     inputs = list(manifest["case"].get("inputs", {}))
-    missing = [n for n in inputs if not n.startswith("pydicom:") and not (case_root / n).is_file()]
+    # Only names inside the folder: an absolute name (or one climbing out with ..) joined to the folder is
+    # the original file itself, which a de-identified copy would overwrite.
+    missing = [n for n in inputs if not n.startswith("pydicom:") and not _inside(case_root, n)]
     if missing:
         raise RunDirectoryError(
             f"run {run}'s inputs {missing} are not files inside its case folder {case_root}",
             hint="export needs every input inside the case folder (or named pydicom:NAME)",
         )
     return case_root, inputs
+
+
+def _inside(root: Path, name: str) -> bool:
+    path = PurePosixPath(name)
+    return not path.is_absolute() and ".." not in path.parts and (root / path).is_file()
 
 
 def _write(

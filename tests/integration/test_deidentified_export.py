@@ -192,3 +192,18 @@ def test_every_example_case_exports_de_identified_and_replays(name: str, tmp_pat
         assert not [v for v in identifying if v.encode() in data], member
     imported = okaflow.import_run(bundle, tmp_path / "there")
     assert okaflow.replay(imported, out=tmp_path / "there" / "replay").identical
+
+
+def test_an_input_outside_the_case_folder_is_refused_and_never_overwritten(tmp_path: Path) -> None:
+    case = shutil.copytree(EXAMPLES / "chest-ct-followup", tmp_path / "case")
+    elsewhere = tmp_path / "archive" / "ct.dcm"
+    elsewhere.parent.mkdir()
+    shutil.copy(okaflow.Case.load(case).images[0].source, elsewhere)  # type: ignore[arg-type]
+    before = elsewhere.read_bytes()
+    manifest = json.loads((case / "case.json").read_text())
+    manifest["images"][0]["path"] = str(elsewhere)  # an absolute path, outside the folder
+    (case / "case.json").write_text(json.dumps(manifest))
+    run = okaflow.run(case, out=tmp_path / "run")
+    with pytest.raises(okaflow.RunDirectoryError, match="not files inside its case folder"):
+        okaflow.export_run(run.run_dir, tmp_path / "shared.zip", deidentify=True)
+    assert elsewhere.read_bytes() == before and not (tmp_path / "shared.zip").exists()

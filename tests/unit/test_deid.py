@@ -208,3 +208,27 @@ def test_dicom_with_burned_in_annotation_or_not_dicom_is_refused(tmp_path: Path)
     with pytest.raises(DeidentificationError, match="not a DICOM file"):
         deidentify_dicom(tmp_path / "bad.dcm", tmp_path / "out2.dcm", pseudonyms())
     assert not (tmp_path / "out.dcm").exists() and not (tmp_path / "out2.dcm").exists()
+
+
+def test_an_identifiers_assigner_reference_is_pseudonymised_like_any_reference() -> None:
+    p = pseudonyms()
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"resource": {"resourceType": "Organization", "id": "hosp-1", "name": "Placeholder Hospital"}},
+            {
+                "resource": {
+                    "resourceType": "Patient",
+                    "id": "pat-1",
+                    "identifier": [
+                        {"value": "MRN-4242", "assigner": {"reference": "Organization/hosp-1", "display": "Hosp"}}
+                    ],
+                }
+            },
+        ],
+    }
+    out = deidentify_bundle(bundle, p)
+    organization, patient = (e["resource"] for e in out["entry"])  # type: ignore[index]
+    assert "hosp-1" not in json.dumps(out), "the assigner still names the original Organization id"
+    assert patient["identifier"][0]["assigner"] == {"reference": f"Organization/{organization['id']}"}

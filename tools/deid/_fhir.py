@@ -172,9 +172,11 @@ def _identifier(ident: dict[str, Any], pseudonyms: Pseudonymizer) -> None:
     assigner = ident.get("assigner")
     if isinstance(assigner, dict):
         assigner.pop("display", None)
-    period = ident.get("period")
-    if isinstance(period, dict):
-        _values(period, pseudonyms, "period")
+    # Everything else an identifier holds (the assigner's reference, its period, its type) goes through the
+    # same rules as any other element, so a reference keeps pointing at the pseudonymised resource.
+    for key, item in ident.items():
+        if key != "value" and isinstance(item, dict | list):
+            _values(item, pseudonyms, key)
 
 
 def _reference(value: str, pseudonyms: Pseudonymizer) -> str:
