@@ -23,6 +23,6 @@ def without_credentials(url: str | None) -> str | None:
 
 
 def without_query(url: str) -> str:
-    """``url`` without its query: searches carry patient identifiers, and errors end up in logs (the audit
-    trail keeps the whole request)."""
-    return url.split("?", 1)[0]
+    """``url`` without its query or credentials: searches carry patient identifiers, and errors end up in
+    logs (the audit trail keeps the whole request)."""
+    return (without_credentials(url) or url).split("?", 1)[0]

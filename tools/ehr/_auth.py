@@ -255,7 +255,11 @@ class SMARTBackendAuth:
         try:
             response = retry_loop(call, attempt, sleep=time.sleep, rng=None)
         except ClinicalStatusError as exc:
-            raise _token_error(exc) from None
+            # OAuth answers a refused client with 400 or 401; a 404 (wrong token URL) or a 5xx (down, after
+            # retries) is not a refusal and keeps its own type and hint.
+            if exc.status_code in (400, 401):
+                raise _token_error(exc) from None
+            raise
         token, lifetime = _parse_token_response(response, token_url)
         margin = min(self.refresh_margin_s, lifetime / 2)
         self._token = token
@@ -294,7 +298,10 @@ def _token_error(exc: ClinicalStatusError) -> TokenRequestError:
         response=exc.response,
         body=exc.body,
         error=error,
-        hint=_OAUTH_HINTS.get(error or "", exc.hint or "see the server's message"),
+        hint=_OAUTH_HINTS.get(
+            error or "",
+            "check client_id, and that the authorization server holds this client's public key (auth.public_jwks())",
+        ),
     )
 
 

@@ -215,3 +215,15 @@ def test_a_pem_file_key_and_its_thumbprint_kid(tmp_path: Any) -> None:
     assert from_file.key_id == from_object.key_id  # RFC 7638: the same key, the same kid
     assert from_file.public_jwks() == from_object.public_jwks()
     assert "PRIVATE" not in repr(from_file) and "d" not in from_file.public_jwks()["keys"][0]
+
+
+def test_a_token_endpoint_that_is_missing_or_down_is_not_called_a_refusal() -> None:
+    auth = smart(ec.generate_private_key(ec.SECP384R1()), token_url=TOKEN_URL)
+
+    def missing(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, text="no such endpoint")
+
+    client = FHIRClient(BASE, auth=auth, http_client=httpx.Client(transport=httpx.MockTransport(missing)))
+    with client, pytest.raises(okaflow.ClinicalNotFoundError) as info:
+        client.read("Patient", "p1")
+    assert not isinstance(info.value, okaflow.TokenRequestError) and info.value.url == TOKEN_URL
