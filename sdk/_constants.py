@@ -124,3 +124,6 @@ LISTEN_RETRY_DELAY_S = 30.0
 LISTEN_MAX_INSTANCE_BYTES = 2 * 1024**3
 # Senders connected at once (each association holds its instance in memory while it arrives).
 LISTEN_MAX_ASSOCIATIONS = 16
+# Printing a report to PDF with headless Chromium (its executable, else chromium on PATH), bounded in time.
+ENV_CHROMIUM = "OKAFLOW_CHROMIUM"
+PDF_TIMEOUT_S = 60.0

@@ -72,7 +72,7 @@ def rerecord_deidentified(
         out=out,
         task=loaded.task,
         generator=generator,
-        _started_at=pseudonyms.scrub_text(manifest["created"]),
+        _started_at=pseudonyms.shift_fhir_date(manifest["created"]),
         **recorded_options(manifest),
     )
     if isinstance(backend, CarriedOverBackend) and backend.remaining:

@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from okaflow._constants import RUN_MANIFEST
-from okaflow._errors import DeidentificationError, InputError, RunDirectoryError
+from okaflow._errors import ConfigurationError, DeidentificationError, InputError, RunDirectoryError
 from okaflow._record import read_manifest
 from okaflow._version import __version__
 
@@ -65,6 +65,10 @@ def export_run(
             message names the file and the kind of value; nothing is written).
         MissingExtraError: ``deidentify`` without the ``deid`` extra.
     """
+    if not deidentify and (key is not None or date_shift_days is not None):
+        raise ConfigurationError(
+            "key= and date_shift_days= only apply to a de-identified export", hint="pass deidentify=True"
+        )
     run = Path(run_dir)
     manifest = read_manifest(run)
     case_root, inputs = _case_inputs(run, manifest)

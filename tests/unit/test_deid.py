@@ -232,3 +232,13 @@ def test_an_identifiers_assigner_reference_is_pseudonymised_like_any_reference()
     organization, patient = (e["resource"] for e in out["entry"])  # type: ignore[index]
     assert "hosp-1" not in json.dumps(out), "the assigner still names the original Organization id"
     assert patient["identifier"][0]["assigner"] == {"reference": f"Organization/{organization['id']}"}
+
+
+def test_options_that_would_do_nothing_are_refused(tmp_path: Path) -> None:
+    import okaflow
+
+    with pytest.raises(okaflow.ConfigurationError, match="pseudonym key is empty"):
+        Pseudonymizer.create(key=b"")
+    with pytest.raises(okaflow.ConfigurationError, match="only apply to a de-identified export"):
+        okaflow.export_run(tmp_path / "run", tmp_path / "out.zip", key="k")
+    assert not (tmp_path / "out.zip").exists()

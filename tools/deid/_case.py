@@ -140,7 +140,9 @@ def _strip_jpeg(source: Path) -> bytes:
     """The JPEG without APPn (EXIF, XMP, …) and COM segments that may hold text; the coded image is untouched."""
     data = source.read_bytes()
     if data[:2] != b"\xff\xd8":
-        raise DeidentificationError(f"{source.name}: not a JPEG file")
+        raise DeidentificationError(
+            "not a JPEG file (it has no JPEG start marker)", source=source, hint="check the file, or leave it out"
+        )
     out, i = bytearray(data[:2]), 2
     while i + 4 <= len(data) and data[i] == 0xFF:
         marker = data[i + 1]
@@ -158,7 +160,8 @@ def _strip_jpeg(source: Path) -> bytes:
 def _text_file(source: Path, target: Path, pseudonyms: Pseudonymizer) -> None:
     if source.suffix.lower() not in _TEXT_SUFFIXES:
         raise DeidentificationError(
-            f"{source.name}: okaflow de-identifies text documents only ({', '.join(sorted(_TEXT_SUFFIXES))})",
+            f"okaflow de-identifies text documents only ({', '.join(sorted(_TEXT_SUFFIXES))})",
+            source=source,
             hint="convert the document to text, or leave it out of the shared case",
         )
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,8 @@ from okaflow.tools.deid._pseudonyms import Pseudonymizer
 __all__ = ["PROFILE_EDITION", "deidentify_dicom"]
 
 PROFILE_EDITION = "2026c"
-_METHOD = "okaflow: PS3.15 Basic Application Level Confidentiality Profile (2026c), modified dates, keyed pseudonyms"
+# DeidentificationMethod is LO (at most 64 characters); the method codes (113100, 113107) say the rest.
+_METHOD = "okaflow: PS3.15 Basic Profile, Retain Modified Dates, pseudonyms"
 
 # Identifiers that FHIR may hold too: one pseudonym for both.
 _IDENTIFIERS = {
@@ -104,11 +105,15 @@ def deidentify_dicom(source: Path, target: Path, pseudonyms: Pseudonymizer) -> N
     try:
         ds = pydicom.dcmread(source)
     except (InvalidDicomError, OSError, ValueError) as exc:
-        raise DeidentificationError(f"{source.name}: not a DICOM file okaflow can de-identify ({exc})") from None
+        raise DeidentificationError(
+            f"not a DICOM file okaflow can de-identify ({exc})",
+            source=source,
+            hint="leave it out of the shared case, or convert it to DICOM",
+        ) from None
     if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
         raise DeidentificationError(
-            f"{source.name}: its header says the pixels carry burned-in annotation, which a header profile "
-            "cannot remove",
+            "its header says the pixels carry burned-in annotation, which a header profile cannot remove",
+            source=source,
             hint="leave this image out of the shared case, or clean its pixels first and set BurnedInAnnotation to NO",
         )
     ds.remove_private_tags()
@@ -184,7 +189,7 @@ def _mark(ds: Any) -> None:
     from pydicom.dataset import Dataset
 
     ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = _METHOD[:64]
+    ds.DeidentificationMethod = _METHOD
     codes = []
     for value, meaning in (
         ("113100", "Basic Application Confidentiality Profile"),

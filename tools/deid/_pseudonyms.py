@@ -20,6 +20,8 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from okaflow._errors import ConfigurationError
+
 __all__ = ["Pseudonymizer"]
 
 # How far dates move when no shift is given: back by 30 days to a year, chosen by the key.
@@ -69,6 +71,8 @@ class Pseudonymizer:
         """A pseudonymizer with ``key`` (random when None) and ``date_shift_days`` (derived from the key
         when None: 30 to 365 days back)."""
         secret = secrets.token_bytes(32) if key is None else key.encode() if isinstance(key, str) else key
+        if not secret:  # an empty HMAC key would key every pseudonym with nothing
+            raise ConfigurationError("the pseudonym key is empty", hint="use a key file holding a long random secret")
         if date_shift_days is None:
             low, high = _SHIFT_RANGE_DAYS
             draw = int.from_bytes(hmac.new(secret, b"date-shift", hashlib.sha256).digest()[:8], "big")

@@ -13,21 +13,29 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from okaflow._constants import ENV_CHROMIUM, PDF_TIMEOUT_S
 from okaflow._errors import ConfigurationError
 
-__all__ = ["PDF_TIMEOUT_S", "find_chromium", "render_pdf"]
+__all__ = ["find_chromium", "render_pdf"]
 
-PDF_TIMEOUT_S = 60.0
 # Chromium's sandbox refuses to start as root (containers, CI); as any other user it stays on.
 _NO_SANDBOX_AS_ROOT = ("--no-sandbox",) if hasattr(os, "geteuid") and os.geteuid() == 0 else ()
 _NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
 def find_chromium() -> str | None:
-    """The Chromium (or Chrome) executable okaflow prints with, or None."""
-    configured = os.environ.get("OKAFLOW_CHROMIUM")
+    """The Chromium (or Chrome) executable okaflow prints with, or None.
+
+    Raises:
+        ConfigurationError: ``$OKAFLOW_CHROMIUM`` names something that is not a file.
+    """
+    configured = os.environ.get(ENV_CHROMIUM)
     if configured:
-        return configured if Path(configured).is_file() else None
+        if not Path(configured).is_file():
+            raise ConfigurationError(
+                f"${ENV_CHROMIUM} is {configured!r}, which is not a file", hint="point it at the chromium executable"
+            )
+        return configured
     return next((found for name in _NAMES if (found := shutil.which(name))), None)
 
 
@@ -43,8 +51,10 @@ def render_pdf(html: str | Path, pdf: str | Path | None = None, *, timeout: floa
     if browser is None:
         raise ConfigurationError(
             "printing the report to PDF needs Chromium, and none was found",
-            hint="install it (Debian: apt-get install chromium) or set $OKAFLOW_CHROMIUM to its executable",
+            hint=f"install it (Debian: apt-get install chromium) or set ${ENV_CHROMIUM} to its executable",
         )
+    # A PDF left from before must not pass for this one if Chromium exits 0 without writing.
+    target.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="okaflow-pdf-") as profile:
         command = [
             browser,

@@ -230,10 +230,15 @@ def test_a_case_pulled_from_another_server_gives_no_patient(tmp_path: Path) -> N
 def test_include_pdf_without_a_pdf_or_chromium_is_refused_before_any_request(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("OKAFLOW_CHROMIUM", str(tmp_path / "no-chromium-here"))
+    monkeypatch.delenv("OKAFLOW_CHROMIUM", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no chromium anywhere
     ehr = MockEHR()
+    sink = FHIRSink(ehr.client(), patient="Patient/p1", include_pdf=True)
     with pytest.raises(okaflow.PublishError, match="needs Chromium"):
-        FHIRSink(ehr.client(), patient="Patient/p1", include_pdf=True).publish(make_run(tmp_path / "run"), {})
+        sink.publish(make_run(tmp_path / "run"), {})
+    monkeypatch.setenv("OKAFLOW_CHROMIUM", str(tmp_path / "no-chromium-here"))
+    with pytest.raises(okaflow.PublishError, match="no-chromium-here', which is not a file"):
+        sink.publish(make_run(tmp_path / "run2"), {})
     assert ehr.requests == []
 
 
