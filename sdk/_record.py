@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ __all__ = [
     "open_record",
     "read_calls",
     "read_manifest",
+    "rebuilt_tools",
     "recorded_options",
 ]
 
@@ -174,6 +176,24 @@ def generator_for(manifest: dict[str, Any]) -> Any:
         hint="pass generator= with the same generation tool (CLI: --generator diffusers --generation-model DIR, "
         "or --generator endpoint --generation-url URL --generation-model NAME)",
     )
+
+
+@contextlib.contextmanager
+def rebuilt_tools(
+    manifest: dict[str, Any], backend: UnderstandingBackend | str | None, options: dict[str, Any]
+) -> Iterator[UnderstandingBackend]:
+    """The backend for a resumed or forked run, with ``options["generator"]`` resolved: those given, else the
+    recorded ones rebuilt; what okaflow rebuilt is closed when the block ends, however it ends."""
+    from okaflow._run import _closing_owned, _generator
+
+    chosen = backend_for(manifest, backend)
+    with _closing_owned(chosen if backend is None else None), contextlib.ExitStack() as stack:
+        if "generator" in options:
+            options["generator"] = _generator(options["generator"])
+        else:
+            options["generator"] = _generator(generator_for(manifest))
+            stack.enter_context(_closing_owned(options["generator"]))
+        yield chosen
 
 
 def _rebuild_generator(spec: dict[str, Any]) -> Any:

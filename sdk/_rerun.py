@@ -18,20 +18,17 @@ from typing import Any
 from okaflow._case import Case
 from okaflow._errors import ConfigurationError, RunDirectoryError
 from okaflow._record import (
-    backend_for,
     finished_prompt_hashes,
-    generator_for,
     open_record,
     read_calls,
+    rebuilt_tools,
     recorded_options,
 )
 from okaflow._run import (
     EventHandler,
     RunResult,
     _agent,
-    _closing_owned,
     _event_sink,
-    _generator,
     _new_run_dir,
     _result,
     _settings,
@@ -84,34 +81,27 @@ def rerun(
         options["max_steps"] = max_steps
     if seed is not None:
         options["seed"] = seed
-    rebuilt = None
-    if "generator" not in options:
-        options["generator"] = rebuilt = _generator(generator_for(manifest))
-    else:
-        options["generator"] = _generator(options["generator"])
-    chosen = backend_for(manifest, backend)
-    target = Path(out) if out is not None else parent.with_name(f"{parent.name}-from-{from_step}")
-    target = _new_run_dir(loaded, target, force)
-    _copy_history(parent, target)
-    started = utc_now()
-    wf = get_workflow(manifest["workflow"])
-    parent_info = {"run": str(parent.resolve()), "from_step": from_step}
-    _write_manifest(
-        target, loaded, wf, chosen, manifest["thread_id"], _settings(dict(options)), started, parent=parent_info
-    )
-    emit = _event_sink(target, on_event)
-    # A backend (or generator) okaflow rebuilt from the parent's record is okaflow's to close.
-    with _sqlite_saver(target) as saver, _closing_owned(chosen if backend is None else None), _closing_owned(rebuilt):
-        graph, ctx = _agent(loaded, wf, chosen, saver, target, options, started)
-        config = {"configurable": {"thread_id": manifest["thread_id"]}}
-        fork = _checkpoint_before(graph, config, from_step, parent)
-        kept = finished_prompt_hashes(fork.values)
-        # The kept steps' calls, so the child's record is whole (and replays).
-        with (target / MODEL_CALLS).open("a", encoding="utf-8") as fh:
-            fh.writelines(json.dumps(call) + "\n" for call in read_calls(parent) if call["prompt_hash"] in kept)
-        emit({"node": "rerun", "summary": f"forked from {parent} before analysis step {from_step}"})
-        drive(graph, None, fork.config, ctx, emit)  # from the fork's checkpoint …
-        return _result(target, manifest["thread_id"], graph.get_state(config))  # … to the thread's newest
+    with rebuilt_tools(manifest, backend, options) as chosen:
+        target = Path(out) if out is not None else parent.with_name(f"{parent.name}-from-{from_step}")
+        target = _new_run_dir(loaded, target, force)
+        _copy_history(parent, target)
+        started = utc_now()
+        wf = get_workflow(manifest["workflow"])
+        parent_info = {"run": str(parent.resolve()), "from_step": from_step}
+        settings = _settings(dict(options))
+        _write_manifest(target, loaded, wf, chosen, manifest["thread_id"], settings, started, parent=parent_info)
+        emit = _event_sink(target, on_event)
+        with _sqlite_saver(target) as saver:
+            graph, ctx = _agent(loaded, wf, chosen, saver, target, options, started)
+            config = {"configurable": {"thread_id": manifest["thread_id"]}}
+            fork = _checkpoint_before(graph, config, from_step, parent)
+            kept = finished_prompt_hashes(fork.values)
+            # The kept steps' calls, so the child's record is whole (and replays).
+            with (target / MODEL_CALLS).open("a", encoding="utf-8") as fh:
+                fh.writelines(json.dumps(call) + "\n" for call in read_calls(parent) if call["prompt_hash"] in kept)
+            emit({"node": "rerun", "summary": f"forked from {parent} before analysis step {from_step}"})
+            drive(graph, None, fork.config, ctx, emit)  # from the fork's checkpoint …
+            return _result(target, manifest["thread_id"], graph.get_state(config))  # … to the thread's newest
 
 
 def _copy_history(parent: Path, target: Path) -> None:

@@ -16,21 +16,18 @@ from typing import Any
 from okaflow._case import Case
 from okaflow._errors import ConfigurationError, RunDirectoryError
 from okaflow._record import (
-    backend_for,
     final_state,
     finished_prompt_hashes,
-    generator_for,
     open_record,
     read_calls,
+    rebuilt_tools,
     recorded_options,
 )
 from okaflow._run import (
     EventHandler,
     RunResult,
     _agent,
-    _closing_owned,
     _event_sink,
-    _generator,
     _result,
     _sqlite_saver,
     drive,
@@ -81,19 +78,12 @@ def resume(
             hint="resume with the same sinks (CLI: the same --publish-dir) the run was started with",
         )
     options = {**recorded_options(manifest), **agent_options, "sinks": sinks}
-    rebuilt = None
-    if "generator" not in options:
-        options["generator"] = rebuilt = _generator(generator_for(manifest))
-    else:
-        options["generator"] = _generator(options["generator"])
-    chosen = backend_for(manifest, backend)
     wf = get_workflow(manifest["workflow"])
     emit = _event_sink(path, on_event)
     # Calls the stopped step made before it failed are answered from the record, not made twice.
     finished = finished_prompt_hashes(final_state(path, manifest))
     leftovers = [call for call in read_calls(path) if call["prompt_hash"] not in finished]
-    # A backend (or generator) okaflow rebuilt from the record is okaflow's to close.
-    with _sqlite_saver(path) as saver, _closing_owned(chosen if backend is None else None), _closing_owned(rebuilt):
+    with rebuilt_tools(manifest, backend, options) as chosen, _sqlite_saver(path) as saver:
         graph, ctx = _agent(loaded, wf, chosen, saver, path, options, manifest["created"], reuse=leftovers)
         config = {"configurable": {"thread_id": manifest["thread_id"]}}
         snapshot = graph.get_state(config)
