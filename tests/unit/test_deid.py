@@ -242,3 +242,21 @@ def test_options_that_would_do_nothing_are_refused(tmp_path: Path) -> None:
     with pytest.raises(okaflow.ConfigurationError, match="only apply to a de-identified export"):
         okaflow.export_run(tmp_path / "run", tmp_path / "out.zip", key="k")
     assert not (tmp_path / "out.zip").exists()
+
+
+def test_a_case_bundle_keeps_its_decimals_and_may_carry_a_bom(tmp_path: Path) -> None:
+    from okaflow.tools.deid import deidentify_case
+
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": {"resourceType": "Observation", "id": "o-1", "status": "final",
+                                "code": {"text": "Hb"}, "valueQuantity": {"value": 1.40, "unit": "g/dL"}}}],
+    }  # fmt: skip
+    source = tmp_path / "case"
+    source.mkdir()
+    text = json.dumps(bundle).replace("1.4", "1.40")
+    (source / "bundle.json").write_bytes(b"\xef\xbb\xbf" + text.encode())  # a Windows export's BOM
+    done = deidentify_case(source, ["bundle.json"], tmp_path / "out", pseudonyms())
+    written = (tmp_path / "out" / done.files["bundle.json"]).read_text(encoding="utf-8")
+    assert '"value": 1.40' in written and "o-1" not in written

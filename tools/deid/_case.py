@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from okaflow._constants import CASE_MANIFEST
-from okaflow._errors import DeidentificationError
+from okaflow._errors import DeidentificationError, FHIRParseError
 from okaflow.tools.deid._dicom import deidentify_dicom
 from okaflow.tools.deid._fhir import deidentify_bundle
 from okaflow.tools.deid._pseudonyms import Pseudonymizer
+from okaflow.tools.fhir import dumps_fhir_json, read_fhir_json
 
 __all__ = ["DeidentifiedCase", "deidentify_case", "find_leaks"]
 
@@ -61,7 +62,8 @@ def deidentify_case(source: Path, inputs: list[str], target: Path, pseudonyms: P
     knowledge = f"{manifest['knowledge'].rstrip('/')}/" if manifest.get("knowledge") else None
     target.mkdir(parents=True, exist_ok=True)
     done = DeidentifiedCase(target)
-    bundles, texts = [], []
+    bundles: list[tuple[str, dict[str, Any]]] = []
+    texts: list[str] = []
     # Structured values first (DICOM, then FHIR), so the free-text passes know every original.
     for name in inputs:
         if name == CASE_MANIFEST:
@@ -72,14 +74,15 @@ def deidentify_case(source: Path, inputs: list[str], target: Path, pseudonyms: P
             local = f"images/pydicom/{name.removeprefix('pydicom:')}"
             _image(resolve_image_path(name, source), target / local, pseudonyms)
             done.files[name] = local
-        elif name.lower().endswith(".json") and _is_bundle(source / name):
-            bundles.append(name)
+        elif name.lower().endswith(".json") and (bundle := _bundle(source / name)) is not None:
+            bundles.append((name, bundle))
         else:
             _image(source / name, target / name, pseudonyms)
             done.files[name] = name
-    for name in bundles:
-        data = json.loads((source / name).read_text(encoding="utf-8"))
-        _write_json(target / name, deidentify_bundle(data, pseudonyms))
+    for name, bundle in bundles:
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        # Written as the loader reads it: decimals digit for digit ("1.40" stays 1.40), UTF-8.
+        (target / name).write_text(dumps_fhir_json(deidentify_bundle(bundle, pseudonyms)) + "\n", encoding="utf-8")
         done.files[name] = name
     for name in texts:
         _text_file(source / name, target / name, pseudonyms)
@@ -101,12 +104,13 @@ def _repointed(entry: Any, files: dict[str, str]) -> Any:
     return files.get(str(entry), entry)
 
 
-def _is_bundle(path: Path) -> bool:
+def _bundle(path: Path) -> dict[str, Any] | None:
+    """The JSON file's Bundle, read once and as the case loader reads it (BOM, decimals), or None."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("resourceType") == "Bundle"
+        data = read_fhir_json(path)
+    except FHIRParseError:
+        return None
+    return data if isinstance(data, dict) and data.get("resourceType") == "Bundle" else None
 
 
 def _image(source: Path, target: Path, pseudonyms: Pseudonymizer) -> None:

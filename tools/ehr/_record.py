@@ -8,17 +8,14 @@ page is followed; entries are merged into one ``searchset`` Bundle, one per ``Ty
 
 from __future__ import annotations
 
-import json
-import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Any, Literal
+from typing import Literal
 
 from okaflow._errors import ClinicalResponseError, FHIRParseError
 from okaflow.tools.ehr._client import FHIRClient, JSONObject
-from okaflow.tools.fhir import FHIRVersion, ParsedBundle, load_bundle
+from okaflow.tools.fhir import FHIRVersion, ParsedBundle, dumps_fhir_json, load_bundle
 
 __all__ = ["RECORD_RESOURCE_TYPES", "PatientRecord", "RecordStrategy", "fetch_patient_record"]
 
@@ -201,21 +198,3 @@ def _deduplicated(entries: list[JSONObject]) -> list[JSONObject]:
             seen.add(key)
         out.append(entry)
     return out
-
-
-_DECIMAL_MARK = re.compile(r'"\\u0000decimal(\d+)\\u0000"')
-
-
-def dumps_fhir_json(data: Any, *, indent: int | None = 2) -> str:
-    """JSON text with ``Decimal`` values written as the numbers they are, digit for digit."""
-    decimals: list[str] = []
-
-    def mark(value: Any) -> Any:
-        if isinstance(value, Decimal):
-            decimals.append(str(value))
-            return f"\x00decimal{len(decimals) - 1}\x00"
-        raise TypeError(f"{type(value).__name__} is not JSON")
-
-    text = json.dumps(data, indent=indent, ensure_ascii=False, default=mark)
-    # One pass over the text (a replace per decimal grew with the square of a large record's size).
-    return _DECIMAL_MARK.sub(lambda m: decimals[int(m[1])], text)

@@ -14,7 +14,7 @@ into citable evidence rows. Errors are :class:`okaflow.FHIRParseError` / :class:
 naming the file, the JSON path and the fix.
 """
 
-from okaflow.tools.fhir._bundle import BundleSource, ParsedBundle, load_bundle
+from okaflow.tools.fhir._bundle import BundleSource, ParsedBundle, dumps_fhir_json, load_bundle, read_fhir_json
 from okaflow.tools.fhir._context import build_patient_context, read_patient_context
 from okaflow.tools.fhir._evidence import patient_evidence
 from okaflow.tools.fhir._models import (
@@ -57,7 +57,9 @@ __all__ = [
     "ResolvedReference",
     "build_patient_context",
     "compute_interpretation",
+    "dumps_fhir_json",
     "load_bundle",
     "patient_evidence",
+    "read_fhir_json",
     "read_patient_context",
 ]
