@@ -23,9 +23,8 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from okaflow._constants import RUN_MANIFEST
 from okaflow._errors import ConfigurationError, DeidentificationError, InputError, RunDirectoryError
-from okaflow._record import read_manifest
+from okaflow._record import read_manifest, write_manifest
 from okaflow._version import __version__
 
 __all__ = ["EXPORT_FORMAT", "export_run", "import_run"]
@@ -161,10 +160,9 @@ def _write(
 
 
 def _annotate(run: Path, deid: dict[str, Any]) -> None:
-    path = run / RUN_MANIFEST
-    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest = read_manifest(run)
     manifest["deidentified"] = deid
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+    write_manifest(run, manifest)
 
 
 def import_run(bundle: str | Path, to: str | Path) -> Path:
@@ -201,11 +199,10 @@ def import_run(bundle: str | Path, to: str | Path) -> Path:
                 raise InputError(f"entry {name!r} would be written outside {target}", source=source)
         zf.extractall(target)
     run = target / "run"
-    manifest_path = run / RUN_MANIFEST
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest = read_manifest(run)
     manifest["case"]["source"] = str((target / "case").resolve())
     manifest["imported_from"] = {"bundle": str(source.resolve()), "okaflow_version": index.get("okaflow_version")}
-    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+    write_manifest(run, manifest)
     return run
 
 

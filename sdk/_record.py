@@ -31,9 +31,15 @@ __all__ = [
     "read_manifest",
     "rebuilt_tools",
     "recorded_options",
+    "write_manifest",
 ]
 
 _LIMITS = ("max_tokens", "max_claims", "max_claim_chars")
+
+
+def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
+    """Write a run directory's ``run.json`` (sorted keys, so the same run gives the same bytes)."""
+    (run_dir / RUN_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from okaflow._audit import AUDIT_LOG, AuditTrail
 from okaflow._case import Case
 from okaflow._constants import DEFAULT_MAX_STEPS, DEFAULT_RUNS_DIR, DEFAULT_WORKFLOW, ENV_RUNS_DIR, RUN_MANIFEST
 from okaflow._errors import ConfigurationError, RunDirectoryError
+from okaflow._record import write_manifest
 from okaflow._types import utc_now
 from okaflow._urls import without_credentials
 from okaflow._version import __version__
@@ -140,7 +141,7 @@ def _write_manifest(
     }
     if parent is not None:
         manifest["parent"] = parent
-    (run_dir / RUN_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+    write_manifest(run_dir, manifest)
 
 
 def _prepare(case: Case | str | Path, workflow: Workflow | str | None, task: str | None) -> tuple[Case, Workflow]:
