@@ -18,7 +18,8 @@ if [ "$(id -u)" = 0 ]; then flags=(-n); else flags=(-r -n); fi
 if ! unshare "${flags[@]}" true 2>/dev/null; then
   echo "cannot create a private network namespace (unshare ${flags[*]} failed): the PACS tests start Orthanc," \
     "which listens on every interface, and are only run confined. Run as root, or enable unprivileged user" \
-    "namespaces (sysctl kernel.unprivileged_userns_clone=1)." >&2
+    "namespaces (Debian: sysctl kernel.unprivileged_userns_clone=1; Ubuntu:" \
+    "sysctl kernel.apparmor_restrict_unprivileged_userns=0; a container needs CAP_SYS_ADMIN)." >&2
   exit 1
 fi
 if ! command -v ip >/dev/null; then

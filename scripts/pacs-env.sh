@@ -28,6 +28,10 @@ if [ ! -x /usr/sbin/Orthanc ] || [ ! -f /usr/share/orthanc/plugins/libOrthancDic
   trap '[ -z "$added_policy" ] || rm -f "$policy"' EXIT
   apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends orthanc orthanc-dicomweb iproute2 >/dev/null
+  # On a machine with systemd the package also enables its service for the next boot: disable it.
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now orthanc.service >/dev/null 2>&1 || true
+  fi
 fi
 
 stamp="$venv/.okaflow-sekmet-$SEKMET_VERSION"
