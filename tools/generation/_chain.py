@@ -20,7 +20,8 @@ __all__ = ["GeneratorChain"]
 
 
 class GeneratorChain:
-    """Generators tried in order; ``name`` and ``model_id`` are those of the first (the model-backed one).
+    """Generators tried in order. ``name`` joins theirs with ``+``; ``model_id`` is the first one's that has
+    one (the model-backed generator's).
 
     Args:
         generators: At least one generation tool, most capable first.

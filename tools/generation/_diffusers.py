@@ -362,7 +362,7 @@ class DiffusersGenerator:
         used.update(
             prompt=prompt, modality=typed.modality.value, size=list(size), num_images=n, seeds=[i.seed for i in items]
         )
-        used.pop("width", None), used.pop("height", None)
+        used = {k: v for k, v in used.items() if k not in ("width", "height")}  # said once, as size
         return out, captions, used
 
     def _sources(

@@ -86,7 +86,6 @@ class EndpointCall:
     calls: list[HttpCall]
     seeds: list[int]
     sent: dict[str, Any]
-    size: tuple[int, int] | None
     source_sizes: list[list[int]] = field(default_factory=list)
 
 
@@ -205,7 +204,7 @@ class ImageEndpointCommon:
         sent = {"api": self.api, "prompt": prompt, **common, "seeds": seeds}
         if size is not None:
             sent["size"] = list(size)
-        return EndpointCall(typed, calls, seeds, sent, size, source_sizes)
+        return EndpointCall(typed, calls, seeds, sent, source_sizes)
 
     def _knobs(self, typed: TaskRequest, edit: bool) -> dict[str, Any]:
         if isinstance(typed, ImageToImageRequest) and typed.strength is not None:

@@ -16,7 +16,7 @@ from PIL import Image
 
 from okaflow._constants import GENERATION_MAX_SIDE, GENERATION_MULTIPLE
 from okaflow._errors import GenerationSizeError
-from okaflow.tools.imaging import MedicalImage, render_frame
+from okaflow.tools.imaging import MedicalImage, render_frame, round_to_multiple
 
 __all__ = ["UNIMEDVL_LIMITS", "FittedSource", "GenerationLimits", "fit_sources", "resize_to"]
 
@@ -74,7 +74,7 @@ class GenerationLimits:
         step = self.multiple // math.gcd(self.multiple, factor)
         # Only image-to-image sources are scaled down; a super-resolution source is only rounded.
         shrink = min(1.0, self.max_side / max(size)) if factor == 1 else 1.0
-        fitted = (_round_to(size[0] * shrink, step), _round_to(size[1] * shrink, step))
+        fitted = (round_to_multiple(size[0] * shrink, step), round_to_multiple(size[1] * shrink, step))
         out = (fitted[0] * factor, fitted[1] * factor)
         if max(out) > self.max_side:
             raise GenerationSizeError(
@@ -110,10 +110,6 @@ def fit_sources(
         shown = render_frame(images[source], frame="middle").convert("RGB")
         out.append(FittedSource(source, shown, resize_to(shown, grid.fit_source(shown.size, factor=factor))))
     return out
-
-
-def _round_to(value: float, step: int) -> int:
-    return max(step, round(value / step) * step)
 
 
 def resize_to(img: Image.Image, size: tuple[int, int]) -> Image.Image:

@@ -10,7 +10,7 @@ from PIL import Image
 from okaflow._errors import ImageTooLargeError
 from okaflow.tools.imaging._models import SizePolicy
 
-__all__ = ["check_pixel_budget", "fit_to_policy", "policy_size", "to_png_bytes"]
+__all__ = ["check_pixel_budget", "fit_to_policy", "policy_size", "round_to_multiple", "to_png_bytes"]
 
 DEFAULT_POLICY = SizePolicy()  # frozen, so one shared default instance is safe
 
@@ -52,7 +52,8 @@ def check_pixel_budget(
         )
 
 
-def _round_to(value: float, multiple: int) -> int:
+def round_to_multiple(value: float, multiple: int) -> int:
+    """``value`` rounded to the nearest multiple of ``multiple``, never below one multiple."""
     return max(multiple, round(value / multiple) * multiple)
 
 
@@ -74,8 +75,8 @@ def policy_size(
     scale = min(1.0, cap / long_side)
     if short_side * scale < floor:
         scale = min(floor / short_side, cap / long_side)
-    new_w = min(cap, _round_to(width * scale, m))
-    new_h = min(cap, _round_to(height * scale, m))
+    new_w = min(cap, round_to_multiple(width * scale, m))
+    new_h = min(cap, round_to_multiple(height * scale, m))
     canvas_w, canvas_h = new_w, new_h
     if policy.pad_to_min:
         canvas_w, canvas_h = max(new_w, floor), max(new_h, floor)
