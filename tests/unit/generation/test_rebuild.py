@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
@@ -59,7 +58,10 @@ def test_a_generator_option_is_resolved_in_one_place() -> None:
     with pytest.raises(okaflow.ConfigurationError, match="unknown generator"):
         _generator("diffusers")
     # An async-only tool would refuse every request inside the agent: refused before the run starts.
-    awaited = AsyncImageEndpointGenerator(base_url="http://h/v1", model="m")
-    with pytest.raises(okaflow.ConfigurationError, match="can only be awaited"):
-        _generator(GeneratorChain(awaited, made))
-    asyncio.run(awaited.aclose())
+    assert AsyncImageEndpointGenerator.synchronous is False
+
+    class AwaitOnly(ClassicalGenerator):
+        synchronous = False
+
+    with pytest.raises(okaflow.ConfigurationError, match="AwaitOnly can only be awaited"):
+        _generator(GeneratorChain(AwaitOnly(), made))
