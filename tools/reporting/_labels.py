@@ -9,19 +9,17 @@ source pixel is hidden.
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from PIL import Image, ImageDraw, ImageFont
 
 from okaflow._constants import SYNTHETIC_LABEL
+from okaflow.tools.reporting._fonts import ASCII_FALLBACK, Font
+from okaflow.tools.reporting._fonts import font as _sans
 
 __all__ = ["LabelLayout", "label_layout", "stamp_label"]
 
-Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
 BAND_COLOUR = (0, 0, 0)
 TEXT_COLOUR = (255, 255, 255)
@@ -33,9 +31,6 @@ _MIN_FONT_PX = 11
 _MAX_GROWN_FONT_PX = 24
 _MAX_COVER_FRACTION = 0.15
 _TEXT_WIDTH_FRACTION = 0.92
-
-# Pillow's built-in font lacks typographic punctuation; it would draw boxes instead.
-_ASCII_FALLBACK = str.maketrans({"—": "-", "–": "-", "‘": "'", "’": "'", "“": '"', "”": '"', "…": "..."})
 
 
 @dataclass(frozen=True)
@@ -154,7 +149,7 @@ def label_layout(
 def _normalise_text(text: str) -> str:
     """One line of single-spaced text, in ASCII punctuation if only the fallback font is available."""
     text = " ".join(text.split())
-    return text.translate(_ASCII_FALLBACK) if _font(_MIN_FONT_PX)[1] else text
+    return text.translate(ASCII_FALLBACK) if _font(_MIN_FONT_PX)[1] else text
 
 
 def _pad(font_px: int) -> int:
@@ -200,24 +195,6 @@ def _wrap(tokens: list[str], font: Font, avail: float) -> list[str]:
     return lines
 
 
-@functools.lru_cache(maxsize=64)
 def _font(size: int) -> tuple[Font, bool]:
     """A bold sans font at ``size`` px, and whether it is Pillow's ASCII-only fallback."""
-    path = _dejavu_bold()
-    if path is not None:
-        return ImageFont.truetype(str(path), size), False
-    return ImageFont.load_default(size=size), True
-
-
-@functools.lru_cache(maxsize=1)
-def _dejavu_bold() -> Path | None:
-    """DejaVu Sans Bold as shipped inside matplotlib (a dependency), located without importing it.
-
-    DejaVu covers the em dash in ``SYNTHETIC_LABEL``; Pillow's built-in font does not.
-    """
-    spec = importlib.util.find_spec("matplotlib")
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        candidate = Path(location) / "mpl-data" / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"
-        if candidate.is_file():
-            return candidate
-    return None
+    return _sans(size, bold=True)

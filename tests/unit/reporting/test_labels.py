@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from okaflow._constants import DERIVED_LABEL, SYNTHETIC_LABEL
-from okaflow.tools.reporting import _labels, label_layout, stamp_label
+from okaflow.tools.reporting import _fonts, label_layout, stamp_label
 
 
 def _band_stats(img: Image.Image, top: int, bottom: int) -> tuple[int, int]:
@@ -108,12 +108,12 @@ def test_blank_text_and_bad_position_are_refused() -> None:
 
 def test_fallback_font_uses_ascii_dash(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without DejaVu the built-in font is used, and the em dash (which it lacks) becomes '-'."""
-    monkeypatch.setattr(_labels, "_dejavu_bold", lambda: None)
-    _labels._font.cache_clear()
+    monkeypatch.setattr(_fonts, "_dejavu", lambda name: None)
+    _fonts.font.cache_clear()
     try:
         layout = label_layout((1024, 1024))
         assert layout.lines == ("AI-GENERATED - NOT FOR DIAGNOSIS",)
         out = stamp_label(Image.new("L", (1024, 1024), 128))
         assert _band_stats(out, 0, layout.band_height)[1] > 0
     finally:
-        _labels._font.cache_clear()
+        _fonts.font.cache_clear()
