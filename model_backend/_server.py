@@ -17,7 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -67,6 +67,8 @@ class VLLMServer:
         seed: The engine's seed.
         extra_args: More command-line flags, appended last.
         env: More environment variables for the server.
+        cpus: Run the server (API process, engine and its OpenMP threads) on these CPUs only, e.g. to
+            keep cores free for okaflow's own work on a shared CPU host. Linux only; ``None``: all.
         log_path: Where the server's stdout and stderr go; default a temporary file (kept after stop).
         ready_timeout_s: How long :meth:`start` waits for readiness.
     """
@@ -88,6 +90,7 @@ class VLLMServer:
     seed: int = 0
     extra_args: Sequence[str] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    cpus: Collection[int] | None = None
     log_path: Path | None = None
     ready_timeout_s: float = VLLM_READY_TIMEOUT_S
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
@@ -151,7 +154,8 @@ class VLLMServer:
         """Start the server and wait until it serves the model.
 
         Raises:
-            ConfigurationError: The model directory or the interpreter does not exist, or the interpreter has no vllm.
+            ConfigurationError: The model directory or the interpreter does not exist, the interpreter has no
+                vllm, or ``cpus`` names CPUs this process may not use.
             BackendConnectionError: The server exited, or was not ready within ``ready_timeout_s``
                 (the message holds the end of its log and the log's path).
         """
@@ -162,6 +166,7 @@ class VLLMServer:
                 f"model directory {self.model} does not exist",
                 hint="vLLM serves local weights here (no hub access): pass the folder holding config.json",
             )
+        cpu_env = self._cpu_env()
         if self.port == 0:
             self.port = free_port(self.host)
         if self.log_path is None:
@@ -174,8 +179,10 @@ class VLLMServer:
             "HF_HUB_OFFLINE": "1",
             "VLLM_NO_USAGE_STATS": "1",
             "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+            **cpu_env,
             **self.env,
         }
+        pinned = sorted(self.cpus) if self.cpus is not None else None
         self._process = subprocess.Popen(
             self.command(),
             stdout=self._log,
@@ -183,6 +190,8 @@ class VLLMServer:
             stdin=subprocess.DEVNULL,
             env=env,
             start_new_session=True,  # stop() signals the whole group: vLLM forks an engine process
+            # Set in the child before exec, so the engine process vLLM forks inherits it.
+            preexec_fn=(lambda: os.sched_setaffinity(0, pinned)) if pinned is not None else None,
         )
         try:
             self.wait_ready()
@@ -190,6 +199,22 @@ class VLLMServer:
             self.stop()
             raise
         return self
+
+    def _cpu_env(self) -> dict[str, str]:
+        """vLLM's CPU engine binds its OpenMP threads itself ("auto" picks from every core): name ``cpus``.
+
+        Raises:
+            ConfigurationError: ``cpus`` is empty or names a CPU this process may not use.
+        """
+        if self.cpus is None:
+            return {}
+        allowed = os.sched_getaffinity(0)
+        if not self.cpus or not set(self.cpus) <= allowed:
+            raise ConfigurationError(
+                f"cpus={sorted(self.cpus)} is not a non-empty subset of the CPUs this process may use",
+                hint=f"choose from {sorted(allowed)}",
+            )
+        return {"VLLM_CPU_OMP_THREADS_BIND": ",".join(str(c) for c in sorted(self.cpus))}
 
     def wait_ready(self, timeout_s: float | None = None) -> None:
         """Poll ``/health`` and ``/v1/models`` until the model is listed, the process exits, or the deadline.

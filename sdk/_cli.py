@@ -178,7 +178,11 @@ def _parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("model", help="serve a model with vLLM, or check a model server")
     msub = m.add_subparsers(dest="model_command", required=True)
-    s = msub.add_parser("serve", help="start a vLLM OpenAI server for a local model and wait (Ctrl-C stops it)")
+    s = msub.add_parser(
+        "serve",
+        help="start a vLLM OpenAI server for a local model and wait (Ctrl-C stops it)",
+        epilog="Flags after -- go to vLLM unchanged, e.g. okaflow model serve DIR --port 9000 -- --swap-space 8",
+    )
     s.add_argument("model_dir", help="local model folder (config.json, weights, tokenizer)")
     s.add_argument("--name", help="served model name (default: the folder name), e.g. unimedvl")
     s.add_argument("--python", help="interpreter with vllm installed ($OKAFLOW_VLLM_PYTHON, else python3)")
@@ -189,8 +193,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-images-per-request", type=int, metavar="N", help="vLLM --limit-mm-per-prompt image:N")
     s.add_argument("--chat-template", metavar="FILE|unimedvl", help="pin the server's chat template")
     s.add_argument("--log", help="server log file (default: a temporary file, printed)")
+    s.add_argument(
+        "--cpus", metavar="LIST", help="run the server on these CPUs only, e.g. 0-3,8 (keeps the rest for okaflow)"
+    )
     s.add_argument("--ready-timeout", type=float, default=VLLM_READY_TIMEOUT_S, help="seconds to wait for readiness")
-    s.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more vLLM flags, passed through")
     c = msub.add_parser("check", help="check that a model server is up and serves the model")
     c.add_argument("--model-url", help="base URL, e.g. http://gpu-host:8000/v1 ($OKAFLOW_MODEL_URL)")
     c.add_argument("--model", help="served model name ($OKAFLOW_MODEL)")
@@ -198,7 +204,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    # Everything after "--" goes to the program okaflow starts (vLLM for `model serve`), untouched;
+    # options before it are okaflow's wherever they stand (before or after the model folder).
+    cut = given.index("--") if "--" in given else len(given)
+    parser = _parser()
+    args = parser.parse_args(given[:cut])
+    args.extra = given[cut + 1 :]
+    if args.extra and (args.command, getattr(args, "model_command", None)) != ("model", "serve"):
+        parser.error(f"only `okaflow model serve` passes flags after --, not `okaflow {args.command}`")
     # soft_wrap: never break paths and error messages across lines (they are grepped and copied).
     out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
     try:
@@ -661,6 +675,20 @@ def _chat_template(value: str | None) -> str | None:
     return path.read_text(encoding="utf-8")
 
 
+def _cpu_list(text: str) -> list[int]:
+    """``0-3,8`` as ``[0, 1, 2, 3, 8]`` (the notation of taskset and /proc/cpuinfo)."""
+    cpus: list[int] = []
+    try:
+        for part in text.split(","):
+            first, _, last = part.strip().partition("-")
+            cpus += range(int(first), int(last or first) + 1)
+    except ValueError:
+        raise ConfigurationError(f"--cpus {text!r} is not a CPU list", hint="write it like 0-3,8") from None
+    if not cpus:
+        raise ConfigurationError(f"--cpus {text!r} names no CPU", hint="write it like 0-3,8")
+    return cpus
+
+
 def _model(args: argparse.Namespace, out: Console, err: Console) -> int:
     from okaflow.model_backend import OpenAIBackend, VLLMServer
 
@@ -669,7 +697,6 @@ def _model(args: argparse.Namespace, out: Console, err: Console) -> int:
             served = backend.check_ready()
         out.print(f"{backend.base_url} is up and serves {served}", highlight=False)
         return EXIT_CODES["ok"]
-    extra = [a for a in args.extra if a != "--"]
     server = VLLMServer(
         model=args.model_dir,
         served_model_name=args.name,
@@ -680,8 +707,9 @@ def _model(args: argparse.Namespace, out: Console, err: Console) -> int:
         max_model_len=args.max_model_len,
         limit_mm_per_prompt={"image": args.max_images_per_request} if args.max_images_per_request else None,
         chat_template=_chat_template(args.chat_template),
-        extra_args=extra,
+        extra_args=args.extra,
         log_path=Path(args.log) if args.log else None,
+        cpus=_cpu_list(args.cpus) if args.cpus else None,
         ready_timeout_s=args.ready_timeout,
     )
     out.print(f"starting vLLM for {args.model_dir} on {args.host}:{args.port} …", highlight=False)

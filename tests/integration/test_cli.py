@@ -149,6 +149,12 @@ def test_model_serve_and_check_fail_with_actionable_exit_codes(
 ) -> None:
     assert main(["model", "serve", str(tmp_path / "no-model"), "--port", "0"]) == 6
     assert "does not exist" in capsys.readouterr().err
+    # okaflow's options count after the model folder too; only what follows -- goes to vLLM.
+    assert main(["model", "serve", str(tmp_path), "--cpus", "0-x", "--", "--swap-space", "8"]) == 6
+    assert "like 0-3,8" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", str(tmp_path), "--", "--swap-space", "8"])
+    assert "only `okaflow model serve`" in capsys.readouterr().err
     # Nothing listens on a fresh port: a backend (connection) error, naming the URL.
     from okaflow.model_backend import free_port
 

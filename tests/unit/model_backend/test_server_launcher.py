@@ -113,6 +113,38 @@ def test_a_server_that_never_answers_times_out_with_its_log(tmp_path: Path) -> N
     assert not server.running  # start() stopped what it started
 
 
+def test_cpus_pin_the_server_and_its_openmp_threads(tmp_path: Path) -> None:
+    import os
+
+    cpu = min(os.sched_getaffinity(0))
+    fake_root = stand_in_vllm(
+        tmp_path / "site",
+        "import os, sys\n"
+        "print('affinity', sorted(os.sched_getaffinity(0)), 'bind', os.environ.get('VLLM_CPU_OMP_THREADS_BIND'))\n"
+        "sys.exit(4)\n",
+    )
+    server = VLLMServer(
+        model=tmp_path,
+        python=sys.executable,
+        env={"PYTHONPATH": str(fake_root)},
+        log_path=tmp_path / "server.log",
+        cpus=[cpu],
+    )
+    with pytest.raises(BackendConnectionError, match="exited with code 4"):
+        server.start()
+    assert f"affinity [{cpu}] bind {cpu}" in (tmp_path / "server.log").read_text()
+    assert os.sched_getaffinity(0) != {cpu} or len(os.sched_getaffinity(0)) == 1  # the caller stays unpinned
+
+
+def test_cpus_outside_the_allowed_set_are_refused_before_starting(tmp_path: Path) -> None:
+    for cpus in ([], [10_000]):
+        server = VLLMServer(model=tmp_path, python=sys.executable, cpus=cpus, log_path=tmp_path / "never.log")
+        with pytest.raises(ConfigurationError, match="subset of the CPUs") as info:
+            server.start()
+        assert "choose from" in (info.value.hint or "")
+        assert not (tmp_path / "never.log").exists()
+
+
 def test_free_port_is_bindable() -> None:
     import socket
 
