@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from okaflow._types import Evidence, Provenance
 from okaflow._version import __version__
+from okaflow.agents._nodes import backend_of
 from okaflow.agents._state import OKAState, RunContext
 from okaflow.tools.fhir import PatientContext
 from okaflow.tools.reporting import (
@@ -54,14 +55,14 @@ def assemble_report(state: OKAState, ctx: RunContext, config: AgentConfig) -> Re
     blocks += _context_blocks(case.patient)
     blocks += _image_blocks(state, ctx)
     blocks += _trend_blocks(case.patient, ctx)
-    blocks += _claim_blocks(state, config)
+    backend = backend_of(config, ctx)
+    blocks += _claim_blocks(state, config, backend.is_model)
     cited: list[str] = []
     for b in blocks:
         for i in block_cites(b):
             if i in evidence and i not in cited:
                 cited.append(i)
     blocks.append(CitationsBlock(entries=[evidence[i] for i in cited]))
-    backend = config.backend
     return Report(
         title=f"{config.workflow.title}: {case.title or case.id}",
         case_id=case.id,
@@ -192,9 +193,9 @@ def _trend_blocks(p: PatientContext, ctx: RunContext) -> list[Block]:
     return [HeadingBlock(text="Laboratory and vital-sign trends", level=2), *blocks] if blocks else []
 
 
-def _claim_blocks(state: OKAState, config: AgentConfig) -> list[Block]:
+def _claim_blocks(state: OKAState, config: AgentConfig, is_model: bool) -> list[Block]:
     claims = state.get("claims", [])
-    author = "model" if config.backend.is_model else "evidence-only"
+    author = "model" if is_model else "evidence-only"
     blocks: list[Block] = []
     for section in config.workflow.sections:
         mine = [c for c in claims if c["section"] == section]
@@ -217,7 +218,7 @@ def _claim_blocks(state: OKAState, config: AgentConfig) -> list[Block]:
     blocks.append(
         TextBlock(
             text=f"{len(claims)} claims checked against their cited evidence; {flagged} flagged as unsupported."
-            + ("" if config.backend.is_model else " No image was interpreted: no model is configured.")
+            + ("" if is_model else " No image was interpreted: no model is configured.")
         )
     )
     return blocks

@@ -48,7 +48,7 @@ from okaflow.tools.publish import ReportSink
 from okaflow.tools.reporting import ArtifactRef
 from okaflow.workflows import Workflow
 
-__all__ = ["AgentConfig", "build_nodes"]
+__all__ = ["AgentConfig", "backend_of", "build_nodes"]
 
 
 @dataclass
@@ -100,6 +100,15 @@ def _retriever(config: AgentConfig, ctx: RunContext) -> KnowledgeRetriever:
             sources.append(BM25Retriever.from_directory(ctx.case.knowledge_dir))
         ctx.retriever = CombinedRetriever(sources)
     return ctx.retriever
+
+
+def backend_of(config: AgentConfig, ctx: RunContext) -> UnderstandingBackend:
+    """The backend this run calls: the run's own (a recorder, under okaflow.run), else the graph's."""
+    return ctx.backend if ctx.backend is not None else config.backend
+
+
+def _generator_of(config: AgentConfig, ctx: RunContext) -> GenerationTool | None:
+    return ctx.generator if ctx.generator is not None else config.generator
 
 
 def build_nodes(config: AgentConfig) -> dict[str, Any]:
@@ -169,7 +178,7 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
         errors = [f"{t['tool']}: {t['error']}" for t in state.get("tool_log", []) if t.get("error")]
         case = ctx.case
         image_ids = [i.id for i in case.images]
-        visual_tasks = _visual_tasks(config.generator) if not final else []
+        visual_tasks = _visual_tasks(_generator_of(config, ctx)) if not final else []
         schema = analysis_json_schema(
             evidence_ids=[e.id for e in evidence],
             sections=wf.sections,
@@ -179,7 +188,7 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
             max_claims=config.max_claims,
             max_claim_chars=config.max_claim_chars,
         )
-        limit = getattr(config.backend, "max_images_per_request", None)
+        limit = getattr(backend_of(config, ctx), "max_images_per_request", None)
         batches = _batches(model_images, limit)
         requests = []
         for index, batch in enumerate(batches):
@@ -263,11 +272,13 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
         Writes: ``step``, ``analyses``, ``pending_tool_calls``, ``visual_requests``, ``warnings``.
         """
         requests, step, final = _requests(state)
-        return _absorb([config.backend.understand(r) for r in requests], step, final)
+        backend = backend_of(config, _ctx())
+        return _absorb([backend.understand(r) for r in requests], step, final)
 
     async def aanalyze(state: OKAState) -> dict[str, Any]:
         requests, step, final = _requests(state)
-        results = await asyncio.gather(*(config.backend.aunderstand(r) for r in requests))
+        backend = backend_of(config, _ctx())
+        results = await asyncio.gather(*(backend.aunderstand(r) for r in requests))
         return _absorb(list(results), step, final)
 
     def tools(state: OKAState) -> dict[str, Any]:
@@ -305,7 +316,8 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
         Reads: ``visual_requests``. Writes: ``generated``, ``evidence`` (kind ``generated_image``), ``warnings``.
         """
         ctx = _ctx()
-        assert config.generator is not None  # the graph only routes here when one is configured
+        generator = _generator_of(config, ctx)
+        assert generator is not None  # the graph only routes here when one is configured
         images = {i.id: i for i in ctx.case.images}
         produced, rows, warnings = [], [], []
         for req in state.get("visual_requests", []):
@@ -315,11 +327,11 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
             request = GenerationRequest(
                 task=req["task"], sources=req["image_ids"], params=params, prompt=prompt, seed=config.seed
             )
-            if not config.generator.supports(request.task):
-                warnings.append(f"generator {config.generator.name!r} cannot do {request.task!r}; skipped")
+            if not generator.supports(request.task):
+                warnings.append(f"generator {generator.name!r} cannot do {request.task!r}; skipped")
                 continue
             try:
-                result = config.generator.generate(request, images)
+                result = generator.generate(request, images)
             except ConfigurationError as exc:
                 warnings.append(f"visual request {request.task!r} refused: {exc}")
                 continue
@@ -373,6 +385,7 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
 
         Reads: ``analyses``, ``evidence``. Writes: ``claims`` (each with its flags and provenance).
         """
+        sees_images = backend_of(config, _ctx()).is_model
         last = state["analyses"][-1]
         analysis = ModelAnalysis.model_validate(last["analysis"])
         table = {e.id: e for e in _evidence(state)}
@@ -380,7 +393,7 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
         batches = last.get("batch_provenance") or [last["provenance"]]
         claim_batches = last.get("claim_batches") or [0] * len(analysis.claims)
         for claim, batch in zip(analysis.claims, claim_batches, strict=True):
-            flags = verify_claim(claim, table, backend_sees_images=config.backend.is_model)
+            flags = verify_claim(claim, table, backend_sees_images=sees_images)
             claims.append(
                 {
                     **claim.model_dump(mode="json"),

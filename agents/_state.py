@@ -16,6 +16,8 @@ from okaflow._types import utc_now
 
 if TYPE_CHECKING:
     from okaflow._case import Case
+    from okaflow.model_backend import UnderstandingBackend
+    from okaflow.tools.generation import GenerationTool
     from okaflow.tools.knowledge import KnowledgeRetriever
     from okaflow.tools.reporting import ArtifactStore
 
@@ -85,3 +87,7 @@ class RunContext:
     # When the run started (ISO 8601, UTC): the report's "created" and generated images' provenance use
     # it, so a replay of the run (which starts from the recorded time) writes the same bytes.
     started_at: str = field(default_factory=utc_now)
+    # What this run calls instead of the graph's own backend and generator: okaflow.run wraps them in
+    # per-run recorders here, so that one compiled graph serves every run of a configuration.
+    backend: UnderstandingBackend | None = None
+    generator: GenerationTool | None = None

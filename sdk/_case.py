@@ -7,6 +7,7 @@ files), from a bundle path with image paths, or from Python objects. Image paths
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 from collections.abc import Mapping, Sequence
@@ -277,6 +278,18 @@ class Case:
         return {str(self.portable_source(str(p))): content_hash(p.read_bytes()) for p in self.inputs if p.is_file()}
 
 
+@functools.lru_cache(maxsize=256)
+def _pydicom_test_file(name: str) -> Path | None:
+    """pydicom's test file ``name`` (looked up once: pydicom walks its data folders on every call)."""
+    from pydicom.data import get_testdata_file
+
+    with warnings.catch_warnings():
+        # pydicom warns (and returns None) for files that would need a download.
+        warnings.simplefilter("ignore")
+        found = get_testdata_file(name)
+    return None if found is None else Path(str(found))
+
+
 def _pydicom_test_files() -> Path:
     import pydicom.data
 
@@ -286,13 +299,8 @@ def _pydicom_test_files() -> Path:
 def resolve_image_path(spec: str, root: Path, manifest: Path | None = None, where: str | None = None) -> Path:
     """Resolve a case image path: relative to the case folder, or ``pydicom:NAME``."""
     if spec.startswith("pydicom:"):
-        from pydicom.data import get_testdata_file
-
         name = spec.removeprefix("pydicom:")
-        with warnings.catch_warnings():
-            # pydicom warns (and returns None) for files that would need a download.
-            warnings.simplefilter("ignore")
-            found = get_testdata_file(name)
+        found = _pydicom_test_file(name)
         if found is None:
             raise CaseError(
                 f"pydicom ships no test file {name!r}",
@@ -300,7 +308,7 @@ def resolve_image_path(spec: str, root: Path, manifest: Path | None = None, wher
                 location=where,
                 hint="use a file listed by pydicom.data.get_testdata_files()",
             )
-        return Path(str(found))
+        return found
     path = Path(spec)
     path = path if path.is_absolute() else root / path
     if not path.exists():

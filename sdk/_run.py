@@ -8,11 +8,14 @@ replay), ``artifacts/`` (images by content hash), ``evidence.json`` and ``report
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
 import importlib
 import json
 import shutil
 import sqlite3
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -282,24 +285,81 @@ def _agent(
     started_at: str | None = None,
     reuse: list[dict[str, Any]] | None = None,
 ) -> tuple[Any, Any]:
-    """The compiled graph and its context; the backend's and generator's calls are recorded in the run."""
-    from okaflow.agents import RunContext, create_oka_agent
+    """The compiled graph with the run's checkpointer, and the run's context: its backend and generator
+    wrapped in recorders that write their calls into the run."""
+    from okaflow.agents import RunContext
     from okaflow.model_backend import MODEL_CALLS, RecordingBackend
     from okaflow.tools.generation import GENERATION_CALLS, RecordingGenerator
     from okaflow.tools.reporting import ArtifactStore
 
     store = ArtifactStore(run_dir)
     generator = _generator(kwargs.pop("generator", "default"))
-    if generator is not None:
-        generator = RecordingGenerator(generator, run_dir / GENERATION_CALLS, store)
-    recorded = RecordingBackend(backend, run_dir / MODEL_CALLS, reuse=reuse)
-    graph = create_oka_agent(
-        recorded, kwargs.pop("tools", None), workflow=wf, checkpointer=saver, generator=generator, **kwargs
+    graph = _GRAPHS.for_run(backend, generator, wf, kwargs, saver)
+    context = RunContext(
+        case=case,
+        run_dir=run_dir,
+        artifacts=store,
+        backend=RecordingBackend(backend, run_dir / MODEL_CALLS, reuse=reuse),
+        generator=None if generator is None else RecordingGenerator(generator, run_dir / GENERATION_CALLS, store),
     )
-    context = RunContext(case=case, run_dir=run_dir, artifacts=store)
     if started_at is not None:
         context.started_at = started_at
     return graph, context
+
+
+class _CompiledGraphs:
+    """Compiled OKA graphs by configuration, so that runs of one configuration share one.
+
+    Compiling costs ~6 ms of CPU, a tenth of a run without a model. A shared graph holds nothing of
+    any run: its nodes take the backend, generator and case from the run context (built with stand-ins
+    for the backend and generator, which no run calls) and each run gets a copy with its own
+    checkpointer. Only configurations without objects of the caller's (tools, knowledge, sinks) are
+    kept, so the cache never keeps a caller's object alive; the others compile per run as before.
+    """
+
+    def __init__(self, size: int = 16) -> None:
+        self._size = size
+        self._graphs: collections.OrderedDict[tuple[Any, ...], tuple[Any, Workflow]] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def for_run(self, backend: Any, generator: Any, wf: Workflow, options: dict[str, Any], saver: Any) -> Any:
+        """The configuration's graph, as a copy that checkpoints into ``saver``."""
+        from okaflow.agents import create_oka_agent
+
+        rest = {k: v for k, v in options.items() if k != "tools"}
+        if options.get("tools") is not None or options.get("knowledge") is not None or options.get("sinks"):
+            return create_oka_agent(
+                backend, options.get("tools"), workflow=wf, checkpointer=saver, generator=generator, **rest
+            )
+        compiled = self._shared(generator is not None, wf, rest)
+        graph = compiled.copy(update={"checkpointer": saver})
+        # The nodes are wrapped weakly (see okaflow.agents._graph): the copy keeps them alive too, in
+        # case the cache lets the original go while this run is still going.
+        graph.okaflow_nodes = compiled.okaflow_nodes
+        return graph
+
+    def _shared(self, generates: bool, wf: Workflow, settings: dict[str, Any]) -> Any:
+        from langgraph.checkpoint.memory import InMemorySaver
+
+        from okaflow.agents import create_oka_agent
+
+        # The workflow by identity (a registered one lives as long as the process); settings by value.
+        key = (id(wf), generates, repr(sorted(settings.items())))
+        with self._lock:
+            if key in self._graphs:
+                self._graphs.move_to_end(key)
+                return self._graphs[key][0]
+        graph = create_oka_agent(
+            None, workflow=wf, checkpointer=InMemorySaver(), generator="default" if generates else None, **settings
+        )
+        with self._lock:
+            self._graphs[key] = (graph, wf)  # holding wf keeps its id from being reused
+            while len(self._graphs) > self._size:
+                self._graphs.popitem(last=False)
+        return graph
+
+
+_GRAPHS = _CompiledGraphs()
 
 
 def _start(
@@ -430,12 +490,14 @@ async def arun(
 ) -> RunResult:
     """The async twin of :func:`run`: same arguments, the backend called with ``aunderstand``."""
     options = _options(agent_options, sinks, require_approval, max_steps, seed)
-    loaded, wf, chosen, run_dir, thread_id, emit, started = _start(
-        case, workflow, backend, out, task, force, on_event, options, asynchronous=True
+    # Loading a case (FHIR validation, DICOM decoding) and building the graph take tens of milliseconds
+    # of CPU: in a worker thread, so the event loop keeps serving the other runs' model calls meanwhile.
+    loaded, wf, chosen, run_dir, thread_id, emit, started = await asyncio.to_thread(
+        _start, case, workflow, backend, out, task, force, on_event, options, asynchronous=True
     )
     owned = chosen if isinstance(backend, str) else None
     async with _async_sqlite_saver(run_dir) as saver, contextlib.aclosing(_AsyncCloser(owned)):
-        graph, ctx = _agent(loaded, wf, chosen, saver, run_dir, options, started)
+        graph, ctx = await asyncio.to_thread(_agent, loaded, wf, chosen, saver, run_dir, options, started)
         config = {"configurable": {"thread_id": thread_id}}
         async for mode, chunk in graph.astream(
             _initial_state(loaded, wf),

@@ -232,8 +232,21 @@ def test_images_over_the_backends_limit_go_in_batches_and_claims_keep_their_batc
     assert first.evidence == second.evidence
 
 
-def test_a_finished_run_leaves_nothing_of_itself_alive(ct_pair_case: Case, tmp_path: Path) -> None:
-    """Long cohorts and replay series must not accumulate runs (langchain_core caches node closures)."""
+@pytest.fixture
+def fresh_graph_cache(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """An empty cache of compiled graphs, whatever the tests before filled in."""
+    import okaflow._run
+
+    cache = okaflow._run._CompiledGraphs()
+    monkeypatch.setattr(okaflow._run, "_GRAPHS", cache)
+    return cache
+
+
+def test_a_finished_run_leaves_nothing_of_itself_alive(
+    ct_pair_case: Case, tmp_path: Path, fresh_graph_cache: Any
+) -> None:
+    """Long cohorts and replay series must not accumulate runs (langchain_core caches node closures),
+    nor may the graph the runs share keep the first run's backend."""
     import gc
     import weakref
 
@@ -245,6 +258,39 @@ def test_a_finished_run_leaves_nothing_of_itself_alive(ct_pair_case: Case, tmp_p
     refs = [one(i) for i in range(3)]
     gc.collect()
     assert [r() for r in refs] == [None, None, None]
+
+
+def test_runs_of_one_configuration_share_a_compiled_graph_but_not_their_records(
+    ct_pair_case: Case, tmp_path: Path, fresh_graph_cache: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import okaflow.agents
+
+    compiled = []
+    real = okaflow.agents.create_oka_agent
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        compiled.append(kwargs.get("sinks", ()))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(okaflow.agents, "create_oka_agent", counting)
+    backends = [
+        ScriptedBackend([{"claims": [{"text": f"run {i}", "cites": [], "section": "findings", "kind": "fact"}]}])
+        for i in range(2)
+    ]
+    results = [run(ct_pair_case, backend=b, out=tmp_path / f"run-{i}", max_steps=1) for i, b in enumerate(backends)]
+    assert len(compiled) == 1, "the second run of the same configuration compiled the graph again"
+    # Each run called its own backend, and recorded its own calls and checkpoints.
+    assert [len(b.requests) for b in backends] == [1, 1]
+    for i, result in enumerate(results):
+        assert [c["text"] for c in result.state["claims"]] == [f"run {i}"]
+        assert (result.run_dir / "model_calls.jsonl").read_text().count("\n") == 1
+        assert (result.run_dir / "checkpoints.sqlite").stat().st_size > 0
+    # Another setting is another graph; a caller's sinks are never kept, so those runs compile their own.
+    run(ct_pair_case, backend=ScriptedBackend([{"claims": []}]), out=tmp_path / "seeded", max_steps=1, seed=7)
+    sink = FolderSink(tmp_path / "published")
+    for i in range(2):
+        run(ct_pair_case, out=tmp_path / f"sink-{i}", sinks=[sink], require_approval=False, max_steps=1)
+    assert len(compiled) == 4
 
 
 def test_the_prompt_offers_the_generators_visual_tasks_and_the_schema_agrees(
