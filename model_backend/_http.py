@@ -229,6 +229,7 @@ class HttpCall:
     ``retry_statuses`` replaces the default 408/409/429/5xx, and ``retry_unsent_only`` retries only
     transport failures that happen before the request can have reached the server (refused connection,
     connect timeout, no pooled connection), never a read timeout or a dropped response.
+    ``answers`` are statuses besides 2xx that are an answer, not a failure (a 304 to a conditional read).
     """
 
     method: str
@@ -245,6 +246,11 @@ class HttpCall:
     errors: ErrorMapper | None = None
     retry_statuses: frozenset[int] | None = None
     retry_unsent_only: bool = False
+    answers: frozenset[int] = frozenset()
+
+    def answered(self, response: httpx.Response) -> bool:
+        """Whether ``response`` is the answer to return (2xx, or one of ``answers``)."""
+        return response.is_success or response.status_code in self.answers
 
     def retries_status(self, code: int) -> bool:
         """Whether a response with status ``code`` is worth another attempt."""
@@ -298,7 +304,7 @@ def retry_loop(
                 raise call.transport_error(exc, attempts=number + 1) from exc
             sleep(call.policy.delay(number, None, rng))
             continue
-        if response.is_success:
+        if call.answered(response):
             return response
         if last or not call.retries_status(response.status_code):
             raise call.status_error(response, attempts=number + 1)
@@ -324,7 +330,7 @@ async def aretry_loop(
                 raise call.transport_error(exc, attempts=number + 1) from exc
             await sleep(call.policy.delay(number, None, rng))
             continue
-        if response.is_success:
+        if call.answered(response):
             return response
         if last or not call.retries_status(response.status_code):
             raise call.status_error(response, attempts=number + 1)

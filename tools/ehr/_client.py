@@ -18,7 +18,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import format_datetime
 from typing import Any, overload
@@ -42,7 +42,6 @@ from okaflow._errors import (
     ClinicalAuthenticationError,
     ClinicalNotFoundError,
     ClinicalResponseError,
-    ClinicalStatusError,
     ConfigurationError,
     TokenRequestError,
 )
@@ -50,7 +49,7 @@ from okaflow._urls import without_credentials, without_query
 from okaflow.model_backend._http import HttpCall, RetryPolicy, send_with_retries
 from okaflow.tools.ehr._answers import ConditionalRead, check_transaction_response, patient_not_found
 from okaflow.tools.ehr._auth import BearerToken, FHIRAuth
-from okaflow.tools.fhir import FHIRVersion
+from okaflow.tools.fhir import FHIRVersion, dumps_fhir_json
 
 __all__ = ["ConditionalRead", "FHIRClient", "JSONObject"]
 
@@ -58,6 +57,8 @@ JSONObject = dict[str, Any]
 _FHIR_JSON = "application/fhir+json"
 # A write is re-sent only on answers saying the server did not act on it (rate limit, unavailable).
 _WRITE_RETRY_STATUSES = frozenset({429, 503})
+# A conditional read's "not modified" is an answer, not an error.
+_NOT_MODIFIED = frozenset({304})
 _VERSIONS: dict[str, FHIRVersion] = {"4.0": "R4", "4.3": "R4B", "5.0": "R5"}
 
 
@@ -225,11 +226,15 @@ class FHIRClient(Closing):
         conditions: dict[str, str] = {}
         if if_none_match is not None:
             conditions["If-None-Match"] = if_none_match
-        if if_modified_since is not None:
-            since = if_modified_since
-            conditions["If-Modified-Since"] = (
-                format_datetime(since, usegmt=True) if isinstance(since, datetime) else since
-            )
+        if isinstance(if_modified_since, datetime):
+            if if_modified_since.tzinfo is None:
+                raise ConfigurationError(
+                    "if_modified_since is a naive datetime: its time zone is unknown",
+                    hint="pass an aware datetime (e.g. datetime.now(UTC)) or an HTTP date string",
+                )
+            conditions["If-Modified-Since"] = format_datetime(if_modified_since.astimezone(UTC), usegmt=True)
+        elif if_modified_since is not None:
+            conditions["If-Modified-Since"] = if_modified_since
         try:
             response = self._send(f"{self.base_url}/{path}", headers=conditions, not_modified_ok=bool(conditions))
         except ClinicalNotFoundError as exc:
@@ -313,7 +318,7 @@ class FHIRClient(Closing):
         response = self._send(
             self.base_url,
             method="POST",
-            body=json.dumps(bundle).encode(),
+            body=dumps_fhir_json(bundle, indent=None).encode(),
             action="transaction",
             resource=f"Bundle(transaction): {names}",
         )
@@ -336,7 +341,12 @@ class FHIRClient(Closing):
         url = f"{self.base_url}/{rtype}"
         headers = {"If-None-Exist": if_none_exist} if if_none_exist else {}
         response = self._send(
-            url, method="POST", body=json.dumps(resource).encode(), headers=headers, action="create", resource=rtype
+            url,
+            method="POST",
+            body=dumps_fhir_json(resource, indent=None).encode(),
+            headers=headers,
+            action="create",
+            resource=rtype,
         )
         if not response.content.strip():  # Prefer: return=minimal servers answer with a Location only
             return {"resourceType": rtype, "location": response.headers.get("location")}
@@ -344,20 +354,21 @@ class FHIRClient(Closing):
 
     # -- HTTP -------------------------------------------------------------------------------------
     def _json(self, response: httpx.Response, url: str) -> JSONObject:
+        shown = without_query(url)  # a search's query names the patient: errors never carry it
         try:
             data = json.loads(response.text, parse_float=Decimal)
         except ValueError:
             raise ClinicalResponseError(
-                f"{response.request.method} {without_query(url)} answered "
+                f"{response.request.method} {shown} answered "
                 f"{response.headers.get('content-type') or 'no content type'}, not JSON "
                 f"(starts {response.text[:60]!r})",
                 system="FHIR",
-                url=url,
+                url=shown,
                 hint="is base_url a FHIR server's base? (a login page or proxy error answers HTML)",
             ) from None
         if not isinstance(data, dict):
             raise ClinicalResponseError(
-                f"{response.request.method} {url} answered a JSON {type(data).__name__}", system="FHIR", url=url
+                f"{response.request.method} {shown} answered a JSON {type(data).__name__}", system="FHIR", url=shown
             )
         return data
 
@@ -414,6 +425,7 @@ class FHIRClient(Closing):
                 errors=HttpxClinicalErrors("FHIR", credentials=self.auth is not None),
                 retry_statuses=_WRITE_RETRY_STATUSES if write else None,
                 retry_unsent_only=write,
+                answers=_NOT_MODIFIED if not_modified_ok else frozenset(),
             )
             try:
                 response = send_with_retries(self._http, call)
@@ -425,12 +437,6 @@ class FHIRClient(Closing):
                 if attempt == 0 and self.auth is not None and not isinstance(self.auth, BearerToken):
                     self.auth.invalidate()
                     continue
-                raise
-            except ClinicalStatusError as exc:
-                # The retry layer counts only 2xx as an answer; a 304 to a conditional read is one.
-                if not_modified_ok and exc.status_code == 304 and isinstance(exc.response, httpx.Response):
-                    self.requests += 1
-                    return exc.response
                 raise
             self.requests += 1
             return response

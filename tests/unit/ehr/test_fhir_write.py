@@ -4,7 +4,7 @@ answer's checks, conditional reads, and the audit entry a write leaves."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -161,6 +161,31 @@ def test_a_conditional_read_of_a_changed_resource_gives_it_and_its_new_etag() ->
     assert got.modified and got.resource == resource and got.etag == 'W/"3"'
     assert got.last_modified == "Mon, 23 Nov 2026 10:00:00 GMT"
     assert server.requests[0].headers["if-modified-since"] == "Mon, 23 Nov 2026 09:00:00 GMT"
+
+
+def test_if_modified_since_is_sent_in_gmt_and_a_naive_time_is_refused() -> None:
+    server = Server(ok({"resourceType": "Patient", "id": "p"}))
+    paris = datetime(2026, 11, 23, 10, 0, tzinfo=timezone(timedelta(hours=1)))
+    with server.client() as ehr:
+        ehr.read("Patient", "p", if_modified_since=paris)
+        with pytest.raises(okaflow.ConfigurationError, match="naive") as info:
+            ehr.read("Patient", "p", if_modified_since=datetime(2026, 11, 23, 9, 0))
+    assert server.requests[0].headers["if-modified-since"] == "Mon, 23 Nov 2026 09:00:00 GMT"
+    assert len(server.requests) == 1  # the naive one was refused before sending
+    assert "aware datetime" in (info.value.hint or "")
+
+
+def test_a_resource_read_with_decimals_is_written_back_digit_for_digit() -> None:
+    stored = '{"resourceType": "Observation", "id": "o1", "valueQuantity": {"value": 7.10}}'
+    server = Server(
+        httpx.Response(200, text=stored, headers={"Content-Type": "application/fhir+json"}),
+        ok({"resourceType": "Observation", "id": "o2"}, 201),
+    )
+    with server.client() as ehr:
+        observation = ehr.read("Observation", "o1")
+        del observation["id"]
+        ehr.create(observation)
+    assert b'"value": 7.10' in server.requests[1].content
 
 
 def test_a_plain_read_still_answers_the_resource_and_a_304_to_it_is_an_error() -> None:
