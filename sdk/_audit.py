@@ -30,7 +30,7 @@ from typing import Any, Literal
 from okaflow._types import utc_now
 from okaflow._version import __version__
 
-__all__ = ["AUDIT_LOG", "AuditAction", "AuditTrail", "auditing", "read_audit", "trail_for"]
+__all__ = ["AUDIT_LOG", "AuditAction", "AuditTrail", "auditing", "read_audit", "trail_for", "watched"]
 
 AUDIT_LOG = "audit.jsonl"
 
@@ -135,7 +135,8 @@ class AuditTrail:
         try:
             yield extra
         except BaseException as exc:
-            status = extra.get("status", getattr(exc, "status_code", None))
+            # An HTTP error's status_code, a DIMSE error's status.
+            status = extra.get("status", getattr(exc, "status_code", None) or getattr(exc, "status", None))
             detail = extra.get("detail") or f"{type(exc).__name__}: {str(exc)[:300]}"
             self.record(
                 action,
@@ -194,6 +195,20 @@ def trail_for(own: AuditTrail | None) -> AuditTrail | None:
         return current
     # The block's trail, with every trail it already tees to, and the client's own.
     return AuditTrail(current.path, actor=current.actor, also=(*current.also, own))
+
+
+@contextmanager
+def watched(
+    own: AuditTrail | None, action: AuditAction, *, system: str, endpoint: str, resource: str
+) -> Iterator[dict[str, Any]]:
+    """:meth:`AuditTrail.watch` on the trail a client records in (:func:`trail_for`); with none, the block
+    gets a dict that nothing reads."""
+    trail = trail_for(own)
+    if trail is None:
+        yield {}
+        return
+    with trail.watch(action, system=system, endpoint=endpoint, resource=resource) as entry:
+        yield entry
 
 
 def read_audit(path: str | Path) -> list[dict[str, Any]]:

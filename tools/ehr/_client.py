@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from okaflow._audit import AuditAction, AuditTrail, trail_for
+from okaflow._audit import AuditAction, AuditTrail, watched
 from okaflow._clinical import HttpxClinicalErrors
 from okaflow._closing import Closing
 from okaflow._constants import (
@@ -386,16 +386,12 @@ class FHIRClient(Closing):
         def once() -> httpx.Response:
             return self._send_once(url, method, body, headers or {}, not_modified_ok)
 
-        trail = trail_for(self.audit)
-        if trail is None:
-            return once()
         if resource is None:
             resource = url[len(self.base_url) :].lstrip("/") if url.startswith(self.base_url) else url
         if action is None:
             action = "search" if "?" in resource or "/" not in resource.split("?")[0] else "read"
-        with trail.watch(
-            action, system="FHIR", endpoint=str(without_credentials(self.base_url)), resource=resource
-        ) as entry:
+        endpoint = str(without_credentials(self.base_url))
+        with watched(self.audit, action, system="FHIR", endpoint=endpoint, resource=resource) as entry:
             response = once()
             entry["status"] = response.status_code
             if method == "POST" and response.headers.get("location"):

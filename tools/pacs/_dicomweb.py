@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from okaflow._audit import AuditAction, AuditTrail, trail_for
+from okaflow._audit import AuditAction, AuditTrail, watched
 from okaflow._clinical import connection_error, status_error
 from okaflow._closing import Closing
 from okaflow._constants import (
@@ -332,18 +332,13 @@ class DICOMwebClient(Closing):
         The query goes to the audit trail only: it names patients, and errors end up in logs. The block
         may set ``detail`` (and ``status``) in the dict it is given, for the audit entry.
         """
-        with contextlib.ExitStack() as stack:
-            note: dict[str, Any] = {}
-            trail = trail_for(self.audit)
-            if trail is not None:
-                resource = url[len(self.url) :].lstrip("/") + (f"?{urlencode(query)}" if query else "")
-                note = stack.enter_context(
-                    trail.watch(
-                        action, system="DICOMweb", endpoint=str(without_credentials(self.url)), resource=resource
-                    )
-                )
-            with self._typed_errors(url):
-                yield note
+        resource = url[len(self.url) :].lstrip("/") + (f"?{urlencode(query)}" if query else "")
+        endpoint = str(without_credentials(self.url))
+        with (
+            watched(self.audit, action, system="DICOMweb", endpoint=endpoint, resource=resource) as note,
+            self._typed_errors(url),
+        ):
+            yield note
 
     @contextlib.contextmanager
     def _typed_errors(self, url: str) -> Iterator[None]:
@@ -358,8 +353,7 @@ class DICOMwebClient(Closing):
             raise status_error(
                 system="DICOMweb",
                 method=response.request.method or "GET",
-                # Without the query: QIDO queries carry patient identifiers, and errors end up in logs.
-                url=(response.url or url).split("?", 1)[0],
+                url=response.url or url,  # status_error drops the query (QIDO queries name patients)
                 status_code=response.status_code,
                 reason=response.reason or "",
                 body=response.text[:4000],

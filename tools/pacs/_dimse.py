@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from okaflow._audit import AuditAction, AuditTrail, trail_for
+from okaflow._audit import AuditAction, AuditTrail, watched
 from okaflow._closing import Closing
 from okaflow._constants import (
     DIMSE_ACSE_TIMEOUT_S,
@@ -30,7 +30,7 @@ from okaflow._constants import (
     ENV_DIMSE_HOST,
     ENV_DIMSE_PORT,
 )
-from okaflow._errors import AssociationError, ConfigurationError, DIMSEStatusError
+from okaflow._errors import AssociationError, ConfigurationError
 from okaflow.tools.pacs._association import (
     STUDY_ROOT_FIND,
     STUDY_ROOT_GET,
@@ -365,40 +365,22 @@ class DIMSEClient(Closing):
     @contextlib.contextmanager
     def _watch(self, action: AuditAction, resource: str) -> Iterator[dict[str, Any]]:
         """One DIMSE request in the audit trail, with the DIMSE status it ended with."""
-        with contextlib.ExitStack() as stack:
-            entry: dict[str, Any] = {}
-            trail = trail_for(self.audit)
-            if trail is not None:
-                endpoint = self._peer.endpoint
-                entry = stack.enter_context(trail.watch(action, system="DIMSE", endpoint=endpoint, resource=resource))
-            try:
-                yield entry
-            except DIMSEStatusError as exc:
-                entry["status"] = exc.status
-                raise
+        with watched(self.audit, action, system="DIMSE", endpoint=self._peer.endpoint, resource=resource) as entry:
+            yield entry
 
     @contextlib.contextmanager
     def _association(
         self, action: AuditAction, resource: str, contexts: Sequence[Any], **options: Any
     ) -> Iterator[tuple[Any, Any]]:
         """An association; one that cannot be opened is recorded as a failed ``action`` on ``resource``."""
-        opened = False
-        try:
-            with associate(self._peer, contexts, **options) as (assoc, watch):
-                opened = True
-                yield assoc, watch
-        except Exception as exc:
-            trail = trail_for(self.audit)
-            if not opened and trail is not None:
-                trail.record(
-                    action,
-                    system="DIMSE",
-                    endpoint=self._peer.endpoint,
-                    resource=resource,
-                    outcome="failure",
-                    detail=f"{type(exc).__name__}: {str(exc)[:300]}",
-                )
-            raise
+        with contextlib.ExitStack() as stack:
+            try:
+                opened = stack.enter_context(associate(self._peer, contexts, **options))
+            except Exception:
+                # Re-raised inside the audit block, which records the failure and lets it go on.
+                with watched(self.audit, action, system="DIMSE", endpoint=self._peer.endpoint, resource=resource):
+                    raise
+            yield opened
 
     @contextlib.contextmanager
     def _exchange(
