@@ -316,9 +316,11 @@ def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
         out.print(f"[bold]okaflow {__version__}[/bold] running [cyan]{args.case}[/cyan]")
 
     with contextlib.ExitStack() as stack:
+        # Flags that can be refused are checked before a model is loaded.
+        sinks = sinks_from_flags(args, stack)
         backend, generator = _backend_and_generator(args, stack, backend_required=True)
         case = Case.load(args.case, strict=not args.lenient)
-        result = _run_case(case, backend, generator, sinks_from_flags(args, stack), args, out, show)
+        result = _run_case(case, backend, generator, sinks, args, out, show)
     return _report_result(result, args.json, out)
 
 
@@ -510,6 +512,7 @@ def _resume(args: argparse.Namespace, out: Console, err: Console) -> int:
     from okaflow._resume import resume
 
     with contextlib.ExitStack() as stack:
+        sinks = sinks_from_flags(args, stack)  # before a model is loaded: these flags can be refused
         backend, generator = _backend_and_generator(args, stack, backend_required=False)
         show = not (args.quiet or args.json)
         result = resume(
@@ -518,7 +521,7 @@ def _resume(args: argparse.Namespace, out: Console, err: Console) -> int:
             **_generator_option(generator),
             case=args.case,
             strict=not args.lenient,
-            sinks=sinks_from_flags(args, stack),
+            sinks=sinks,
             on_event=_Progress(out) if show else None,
         )
     return _report_result(result, args.json, out)

@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.console import Console
 
-from okaflow._cli_sinks import add_sink_flags
+from okaflow._cli_sinks import add_sink_flags, sinks_from_flags
 from okaflow._constants import (
     ENV_FHIR_URL,
     LISTEN_AET,
@@ -65,7 +65,6 @@ def add_listen_parser(
 def listen_command(args: argparse.Namespace, out: Console, err: Console) -> int:
     """Serve until interrupted, or answer ``--status`` / ``--retry``."""
     from okaflow._cli import _backend_and_generator
-    from okaflow._cli_sinks import sinks_from_flags
     from okaflow._listen import ListenService, read_jobs
 
     if args.status:
@@ -82,6 +81,7 @@ def listen_command(args: argparse.Namespace, out: Console, err: Console) -> int:
     # The EHR the report goes to is the one the patient is matched on, unless told otherwise.
     fhir_url = args.fhir_url or os.environ.get(ENV_FHIR_URL) or args.push_fhir
     with contextlib.ExitStack() as stack:
+        sinks = sinks_from_flags(args, stack)  # before a model is loaded: these flags can be refused
         backend, generator = _backend_and_generator(args, stack, backend_required=True)
         service = ListenService(
             args.spool,
@@ -95,7 +95,7 @@ def listen_command(args: argparse.Namespace, out: Console, err: Console) -> int:
             task=args.task,
             backend=backend,
             generator=generator,
-            sinks=sinks_from_flags(args, stack),
+            sinks=sinks,
             require_approval=not args.yes,
             workers=args.workers,
             max_attempts=args.max_attempts,

@@ -27,7 +27,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -59,6 +58,7 @@ from okaflow._errors import (
     ConfigurationError,
     RunDirectoryError,
 )
+from okaflow._files import write_atomic, write_text_atomic
 from okaflow._types import utc_now
 
 if TYPE_CHECKING:
@@ -105,10 +105,8 @@ class Job:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
     def write(self, folder: Path) -> None:
-        # Written aside and renamed: a crash leaves the old state or the new one, never half of each.
-        tmp = folder / f".{JOB_FILE}.tmp"
-        tmp.write_text(json.dumps(self.__dict__, indent=2, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, folder / JOB_FILE)
+        # A crash leaves the old state or the new one, never half of each.
+        write_text_atomic(folder / JOB_FILE, json.dumps(self.__dict__, indent=2, sort_keys=True))
 
 
 def read_jobs(spool: str | Path) -> list[Job]:
@@ -288,12 +286,7 @@ class ListenService(Closing):
     def _write_instance(folder: Path, instance: IncomingInstance) -> None:
         target = folder / "case" / "images" / instance.series_uid / f"{instance.sop_instance_uid}.dcm"
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.part")
-        with tmp.open("wb") as fh:
-            fh.write(instance.data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)  # a resent instance replaces its earlier copy
+        write_atomic(target, instance.data)  # a resent instance replaces its earlier copy
 
     def _association_ended(self, association: int) -> None:
         with self._lock:
@@ -335,12 +328,22 @@ class ListenService(Closing):
         with self._lock:
             busy = {j for jobs in self._open.values() for j in jobs} | set(self._writing)
             settled = [j for j, at in self._last_arrival.items() if j not in busy and now - at >= self.settle_s]
+            # Closed in the same step as chosen: an instance arriving from now on opens a new job instead
+            # of joining one that is being queued (or is already running).
+            studies = {j: s for s, j in self._receiving.items() if j in settled}
+            self._receiving = {s: j for s, j in self._receiving.items() if j not in studies}
+            for job_id in settled:
+                del self._last_arrival[job_id]
             self._running = {j: f for j, f in self._running.items() if not f.done()}
         for job_id in settled:
             try:
                 self._settle(job_id)
-            except Exception:  # this job stays receiving and is tried again; the others go on
+            except Exception:  # this job goes back to receiving and is tried again; the others go on
                 log.exception("job %s: could not be queued", job_id)
+                with self._lock:
+                    self._last_arrival[job_id] = time.monotonic()
+                    if job_id in studies:
+                        self._receiving.setdefault(studies[job_id], job_id)
         wall = time.time()
         with self._lock:
             due = sorted(
@@ -359,13 +362,18 @@ class ListenService(Closing):
         job = Job.read(folder)
         job.received = sum(1 for _ in (folder / "case" / "images").rglob("*.dcm"))
         self._set(job, "queued")
-        with self._lock:
-            self._last_arrival.pop(job_id, None)
-            self._receiving = {s: j for s, j in self._receiving.items() if j != job_id}
         log.info("job %s: study complete (%d instances), queued", job.id, job.received)
 
     def retry(self, job_id: str) -> Job:
-        """Queue a ``failed`` job again now (its attempts start over)."""
+        """Queue a ``failed`` job again now (its attempts start over).
+
+        Raises:
+            ConfigurationError: there is no such job, or it has not failed.
+        """
+        if not (self._job_dir(job_id) / JOB_FILE).is_file():
+            raise ConfigurationError(
+                f"no job {job_id!r} in {self.spool}", hint=f"okaflow listen --spool {self.spool} --status lists them"
+            )
         job = Job.read(self._job_dir(job_id))
         if job.state != "failed":
             raise ConfigurationError(f"job {job_id} is {job.state}, not failed", hint="only failed jobs are retried")
@@ -411,14 +419,16 @@ class ListenService(Closing):
         failed) recognise their own writes and do not repeat them.
         """
         from okaflow._listen_case import write_job_case
+        from okaflow._record import final_state, read_manifest
         from okaflow._resume import resume
-        from okaflow._run import run
+        from okaflow._run import RunResult, run
 
         case_dir = folder / "case"
         with contextlib.ExitStack() as stack:
             sinks = self._job_sinks(stack)
             previous = Path(job.run_dir) if job.run_dir else None
             if previous is not None and (previous / RUN_MANIFEST).is_file():
+                manifest = read_manifest(previous)
                 try:
                     return resume(
                         previous,
@@ -427,8 +437,14 @@ class ListenService(Closing):
                         backend=self.run_options["backend"],
                         generator=self.run_options["generator"],
                     )
-                except RunDirectoryError:  # it stopped before its first checkpoint: start afresh
-                    pass
+                except RunDirectoryError:
+                    state = final_state(previous, manifest)
+                    if state:
+                        # A checkpoint, so not a run that never started: the one at the approval gate
+                        # (resume does not answer it). That is the job's outcome; a second run is not.
+                        paths = {k: Path(v) for k, v in state.get("report_paths", {}).items()}
+                        return RunResult(previous, "awaiting_approval", manifest["thread_id"], paths, state)
+                # No checkpoint: it stopped before its first step, so it starts afresh.
             fhir = _fhir_client(self.fhir)
             if fhir is None:
                 write_job_case(case_dir, job.id, None, self.identifier_system, **self.case_options)

@@ -64,7 +64,7 @@ def write_job_case(
     patient_id = patient_ids[0]
     provenance: dict[str, Any] = {"okaflow": __version__, "received": "DICOM C-STORE (okaflow listen)"}
     if fhir is None:
-        bundle = bundle_from_dicom_header(headers[0], len(images))
+        bundle = json.dumps(bundle_from_dicom_header(headers[0], len(images)), indent=2)
         provenance["fhir"] = None
     else:
         bundle, patient = _record(fhir, patient_id, identifier_system, case_dir)
@@ -73,13 +73,15 @@ def write_job_case(
             "patient": f"Patient/{patient}",
             "matched_by": "PatientID",
         }
-    (case_dir / "bundle.json").write_text(json.dumps(bundle, indent=2, default=str), encoding="utf-8")
+    (case_dir / "bundle.json").write_text(bundle, encoding="utf-8")
     listed = [{"path": p.relative_to(case_dir).as_posix()} for p in images]
     write_case_manifest(case_dir, job_id, listed, task=task, workflow=workflow)
     (case_dir / PULL_RECORD).write_text(json.dumps(provenance, indent=2), encoding="utf-8")
 
 
-def _record(fhir: FHIRClient, patient_id: str, system: str | None, case_dir: Path) -> tuple[dict[str, Any], str]:
+def _record(fhir: FHIRClient, patient_id: str, system: str | None, case_dir: Path) -> tuple[str, str]:
+    """The matched patient's record as bundle JSON (decimals digit for digit, as pull_case writes it), and the
+    patient's id."""
     from okaflow.tools.ehr import fetch_patient_record
 
     if not patient_id:
@@ -96,9 +98,7 @@ def _record(fhir: FHIRClient, patient_id: str, system: str | None, case_dir: Pat
         source=case_dir,
         then="then okaflow listen --retry JOB",
     )
-    record = fetch_patient_record(fhir, patient)
-    bundle: dict[str, Any] = json.loads(record.to_json())
-    return bundle, patient
+    return fetch_patient_record(fhir, patient).to_json(), patient
 
 
 def bundle_from_dicom_header(ds: pydicom.Dataset, instances: int) -> dict[str, Any]:

@@ -245,8 +245,12 @@ def pull_study(
         raise ConfigurationError("pull_study needs a PACS: pass dicomweb= or dimse=")
     root = _empty_folder(folder)
     with auditing(AuditTrail(root / AUDIT_LOG)):
-        study = _the_study(pacs, accession_number=accession_number, study_uid=study_uid)
-        patient_id = _the_patient(fhir, study, identifier_system, pacs_url=str(pacs.url))
+        shown = str(without_credentials(str(pacs.url)))  # messages never carry a password or query
+        study = _the_study(pacs, shown, accession_number=accession_number, study_uid=study_uid)
+        assert study.patient_id is not None  # _the_study refuses a study without one
+        patient_id = patient_for_identifier(
+            fhir, study.patient_id, identifier_system, what=f"the PatientID of study {study.study_uid} on {shown}"
+        )
     # The folder holds only these lookups' trail, which the pull goes on writing.
     return pull_case(
         patient_id,
@@ -281,27 +285,19 @@ def _empty_folder(folder: str | Path) -> Path:
     return root
 
 
-def _the_study(pacs: PACSClient, *, accession_number: str | None, study_uid: str | None) -> Study:
+def _the_study(pacs: PACSClient, shown: str, *, accession_number: str | None, study_uid: str | None) -> Study:
     """The one study the key names; refused when none or several answer (identifiers stay out of messages)."""
     found = pacs.search_studies(accession_number=accession_number, study_uid=study_uid)
     key = "accession number" if accession_number is not None else "Study Instance UID"
     if len(found) != 1:
         listed = f": studies {sorted(s.study_uid for s in found)}" if found else ""
         raise CaseError(
-            f"{len(found)} studies on {pacs.url} have the {key} asked for{listed}",
+            f"{len(found)} studies on {shown} have the {key} asked for{listed}",
             hint="pass study_uid= to name one study" if found else "check the key and the PACS",
         )
     if not found[0].patient_id:
-        raise CaseError(f"study {found[0].study_uid} on {pacs.url} has no PatientID to find its patient by")
+        raise CaseError(f"study {found[0].study_uid} on {shown} has no PatientID to find its patient by")
     return found[0]
-
-
-def _the_patient(fhir: FHIRClient, study: Study, identifier_system: str | None, *, pacs_url: str) -> str:
-    """The id of the one FHIR Patient carrying the study's PatientID."""
-    assert study.patient_id is not None
-    return patient_for_identifier(
-        fhir, study.patient_id, identifier_system, what=f"the PatientID of study {study.study_uid} on {pacs_url}"
-    )
 
 
 def patient_for_identifier(

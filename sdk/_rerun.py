@@ -81,9 +81,10 @@ def rerun(
         options["max_steps"] = max_steps
     if seed is not None:
         options["seed"] = seed
+    # The output folder first: rebuilding a recorded diffusers generator loads its whole pipeline.
+    target = Path(out) if out is not None else parent.with_name(f"{parent.name}-from-{from_step}")
+    target = _new_run_dir(loaded, target, force)
     with rebuilt_tools(manifest, backend, options) as chosen:
-        target = Path(out) if out is not None else parent.with_name(f"{parent.name}-from-{from_step}")
-        target = _new_run_dir(loaded, target, force)
         _copy_history(parent, target)
         started = utc_now()
         wf = get_workflow(manifest["workflow"])

@@ -7,11 +7,10 @@ All formats are rendered before any is written, so a failing renderer leaves the
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from okaflow._files import write_text_atomic
 from okaflow.tools.reporting._html import render_html
 from okaflow.tools.reporting._markdown import render_markdown
 from okaflow.tools.reporting._model import Report
@@ -75,20 +74,3 @@ def write_report(
         write_text_atomic(path, text)
         written[fmt] = path
     return written
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` (UTF-8, ``\\n`` line ends) so readers see old or new, never half."""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp creates 0600; a report is meant to be shared like any document. (Reading the umask
-        # would briefly change it for every thread, so use the common default instead.)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -189,6 +189,23 @@ def test_an_interrupted_job_is_queued_again_on_restart(tmp_path: Path) -> None:
     assert [h["outcome"] for h in job.history] == ["completed", "interrupted", "completed"]
 
 
+def test_a_job_interrupted_at_the_approval_gate_keeps_its_one_run_on_restart(tmp_path: Path) -> None:
+    port, published = free_port(), tmp_path / "published"
+    with okaflow.ListenService(tmp_path, port=port, settle_s=0.1, sinks=[FolderSink(published)]):
+        send(port, [synthetic_dicom("CT_STUDY")])
+        (job,) = wait_for(tmp_path, settled("awaiting_approval"))
+    job.state = "running"  # as if the process had died just after the run reached the gate
+    job.write(tmp_path / "jobs" / job.id)
+    with okaflow.ListenService(tmp_path, port=free_port(), settle_s=0.1, sinks=[FolderSink(published)]):
+        (again,) = wait_for(tmp_path, lambda jobs: jobs[0].state == "awaiting_approval" and jobs[0].attempts == 2)
+    assert again.run_dir == job.run_dir, "the restart started a second run (and a second model call)"
+    assert [p.name for p in (tmp_path / "jobs" / job.id / "runs").iterdir()] == ["attempt-1"]
+    assert not published.exists()
+    with pytest.raises(okaflow.ConfigurationError, match="no job 'nope'") as info:
+        okaflow.ListenService(tmp_path).retry("nope")
+    assert "--status" in (info.value.hint or "")
+
+
 def test_a_sender_the_service_does_not_know_is_rejected(tmp_path: Path) -> None:
     port = free_port()
     with okaflow.ListenService(tmp_path, port=port, allowed_calling_aets=["PACS"]):
