@@ -428,8 +428,11 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
         Reads: ``report_paths``. Writes: ``approval``. Resume with ``True``/``False`` or
         ``{"approved": bool, "by": "name", "note": "..."}``.
         """
+        ctx = _ctx()
         if not config.require_approval:
-            return {"approval": {"approved": True, "by": "unattended (require_approval=False)", "at": utc_now()}}
+            approval = {"approved": True, "by": "unattended (require_approval=False)", "at": utc_now()}
+            _record_approval(ctx.run_dir, approval)
+            return {"approval": approval}
         answer = interrupt(
             {
                 "action": "publish",
@@ -439,14 +442,17 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
         )
         decision = answer if isinstance(answer, dict) else {"approved": bool(answer)}
         _emit("approve", "approved" if decision.get("approved") else "rejected")
-        return {
-            "approval": {
-                "approved": bool(decision.get("approved")),
-                "by": decision.get("by"),
-                "note": decision.get("note"),
-                "at": utc_now(),
-            }
+        approval = {
+            "approved": bool(decision.get("approved")),
+            "by": decision.get("by"),
+            "note": decision.get("note"),
+            "at": utc_now(),
         }
+        if approval["approved"]:
+            # Here, once per decision (the node is checkpointed), not in publish, which a resume after a
+            # failed sink runs again.
+            _record_approval(ctx.run_dir, approval)
+        return {"approval": approval}
 
     def publish(state: OKAState) -> dict[str, Any]:
         """Send the report to each configured sink, only when approved.
@@ -457,7 +463,6 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
             _emit("publish", "not approved: nothing published")
             return {}
         ctx = _ctx()
-        _record_approval(ctx.run_dir, state["approval"])
         # A sink that fails stops the run here; resume calls every sink again, so sinks are idempotent.
         done = [s.publish(ctx.run_dir, state["report_paths"]) for s in config.sinks]
         _emit("publish", f"published to {len(done)} sink(s)")

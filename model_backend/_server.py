@@ -166,7 +166,7 @@ class VLLMServer:
                 f"model directory {self.model} does not exist",
                 hint="vLLM serves local weights here (no hub access): pass the folder holding config.json",
             )
-        cpu_env = self._cpu_env()
+        pinned = self._pinned()
         if self.port == 0:
             self.port = free_port(self.host)
         if self.log_path is None:
@@ -179,10 +179,10 @@ class VLLMServer:
             "HF_HUB_OFFLINE": "1",
             "VLLM_NO_USAGE_STATS": "1",
             "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
-            **cpu_env,
+            # vLLM's CPU engine binds its OpenMP threads itself ("auto": from every core): name the same CPUs.
+            **({"VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, pinned))} if pinned else {}),
             **self.env,
         }
-        pinned = sorted(self.cpus) if self.cpus is not None else None
         self._process = subprocess.Popen(
             self.command(),
             stdout=self._log,
@@ -200,21 +200,24 @@ class VLLMServer:
             raise
         return self
 
-    def _cpu_env(self) -> dict[str, str]:
-        """vLLM's CPU engine binds its OpenMP threads itself ("auto" picks from every core): name ``cpus``.
+    def _pinned(self) -> list[int] | None:
+        """``cpus``, checked and sorted (``None``: not pinned).
 
         Raises:
-            ConfigurationError: ``cpus`` is empty or names a CPU this process may not use.
+            ConfigurationError: ``cpus`` is empty, names a CPU this process may not use, or the system
+                cannot pin processes (only Linux can).
         """
         if self.cpus is None:
-            return {}
+            return None
+        if not hasattr(os, "sched_setaffinity"):
+            raise ConfigurationError("cpus= pins CPUs on Linux only", hint="leave cpus (--cpus) unset on this system")
         allowed = os.sched_getaffinity(0)
         if not self.cpus or not set(self.cpus) <= allowed:
             raise ConfigurationError(
                 f"cpus={sorted(self.cpus)} is not a non-empty subset of the CPUs this process may use",
                 hint=f"choose from {sorted(allowed)}",
             )
-        return {"VLLM_CPU_OMP_THREADS_BIND": ",".join(str(c) for c in sorted(self.cpus))}
+        return sorted(self.cpus)
 
     def wait_ready(self, timeout_s: float | None = None) -> None:
         """Poll ``/health`` and ``/v1/models`` until the model is listed, the process exits, or the deadline.

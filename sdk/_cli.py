@@ -684,7 +684,10 @@ def _cpu_list(text: str) -> list[int]:
     try:
         for part in text.split(","):
             first, _, last = part.strip().partition("-")
-            cpus += range(int(first), int(last or first) + 1)
+            start, stop = int(first), int(last or first)
+            if stop < start:
+                raise ValueError(part)  # 8-3 is a typo, not the empty range
+            cpus += range(start, stop + 1)
     except ValueError:
         raise ConfigurationError(f"--cpus {text!r} is not a CPU list", hint="write it like 0-3,8") from None
     if not cpus:

@@ -177,10 +177,13 @@ class GenerationSizeError(ConfigurationError):
         size: The offending ``(width, height)``. max_side: multiple: The limits it breaks.
     """
 
-    def __init__(self, message: str, *, size: tuple[int, int], max_side: int, multiple: int) -> None:
+    def __init__(
+        self, message: str, *, size: tuple[int, int], max_side: int, multiple: int, hint: str | None = None
+    ) -> None:
         super().__init__(
             message,
-            hint=f"ask for at most {max_side} px a side in multiples of {multiple}, or build the generator "
+            hint=hint
+            or f"ask for at most {max_side} px a side in multiples of {multiple}, or build the generator "
             "with the limits its model really has (limits=GenerationLimits(...))",
         )
         self.size = size

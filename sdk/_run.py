@@ -312,14 +312,14 @@ class _CompiledGraphs:
 
     Compiling costs ~6 ms of CPU, a tenth of a run without a model. A shared graph holds nothing of
     any run: its nodes take the backend, generator and case from the run context (built with stand-ins
-    for the backend and generator, which no run calls) and each run gets a copy with its own
-    checkpointer. Only configurations without objects of the caller's (tools, knowledge, sinks) are
+    for the backend and generator, which no run calls, and no checkpointer) and each run gets a copy
+    with its own checkpointer. Only configurations without objects of the caller's (tools, knowledge, sinks) are
     kept, so the cache never keeps a caller's object alive; the others compile per run as before.
     """
 
     def __init__(self, size: int = 16) -> None:
         self._size = size
-        self._graphs: collections.OrderedDict[tuple[Any, ...], tuple[Any, Workflow]] = collections.OrderedDict()
+        self._graphs: collections.OrderedDict[tuple[Any, ...], Any] = collections.OrderedDict()
         self._lock = threading.Lock()
 
     def for_run(self, backend: Any, generator: Any, wf: Workflow, options: dict[str, Any], saver: Any) -> Any:
@@ -327,7 +327,12 @@ class _CompiledGraphs:
         from okaflow.agents import create_oka_agent
 
         rest = {k: v for k, v in options.items() if k != "tools"}
-        if options.get("tools") is not None or options.get("knowledge") is not None or options.get("sinks"):
+        if (
+            options.get("tools") is not None
+            or options.get("knowledge") is not None
+            or options.get("sinks")
+            or not _hashable(wf)  # e.g. a workflow built with a list where a tuple belongs
+        ):
             return create_oka_agent(
                 backend, options.get("tools"), workflow=wf, checkpointer=saver, generator=generator, **rest
             )
@@ -339,24 +344,28 @@ class _CompiledGraphs:
         return graph
 
     def _shared(self, generates: bool, wf: Workflow, settings: dict[str, Any]) -> Any:
-        from langgraph.checkpoint.memory import InMemorySaver
-
         from okaflow.agents import create_oka_agent
 
-        # The workflow by identity (a registered one lives as long as the process); settings by value.
-        key = (id(wf), generates, repr(sorted(settings.items())))
+        # Workflows are frozen dataclasses: equal ones are the same workflow, whoever built them.
+        key = (wf, generates, repr(sorted(settings.items())))
         with self._lock:
             if key in self._graphs:
                 self._graphs.move_to_end(key)
-                return self._graphs[key][0]
-        graph = create_oka_agent(
-            None, workflow=wf, checkpointer=InMemorySaver(), generator="default" if generates else None, **settings
-        )
+                return self._graphs[key]
+        graph = create_oka_agent(None, workflow=wf, generator="default" if generates else None, **settings)
         with self._lock:
-            self._graphs[key] = (graph, wf)  # holding wf keeps its id from being reused
+            self._graphs[key] = graph
             while len(self._graphs) > self._size:
                 self._graphs.popitem(last=False)
         return graph
+
+
+def _hashable(value: object) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 _GRAPHS = _CompiledGraphs()

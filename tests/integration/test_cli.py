@@ -152,6 +152,8 @@ def test_model_serve_and_check_fail_with_actionable_exit_codes(
     # okaflow's options count after the model folder too; only what follows -- goes to vLLM.
     assert main(["model", "serve", str(tmp_path), "--cpus", "0-x", "--", "--swap-space", "8"]) == 6
     assert "like 0-3,8" in capsys.readouterr().err
+    assert main(["model", "serve", str(tmp_path), "--cpus", "0,8-3"]) == 6  # refused, not read as CPU 0 alone
+    assert "like 0-3,8" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["run", str(tmp_path), "--", "--swap-space", "8"])
     assert "only `okaflow model serve`" in capsys.readouterr().err

@@ -50,8 +50,12 @@ def test_bad_requests_are_clear_errors(images: dict[str, object]) -> None:
     # 8× of the 128 px CT is 1024 px, the limit itself; a larger output is refused, not quietly scaled less.
     assert gen.generate(GenerationRequest(task="super_resolution", sources=ct, params={"scale": 8}), images)  # type: ignore[arg-type]
     big = dataclasses.replace(images[ct[0]], pixels=np.zeros((1, 300, 300), dtype=np.float32))  # type: ignore[type-var]
-    with pytest.raises(GenerationSizeError, match="over 1024 px a side"):
+    with pytest.raises(GenerationSizeError, match="over 1024 px a side") as info:
         gen.generate(GenerationRequest(task="super_resolution", sources=ct, params={"scale": 4}), {ct[0]: big})  # type: ignore[arg-type]
+    assert info.value.hint == "ask for scale 3 or less"  # what would fit, not a smaller-than-allowed scale
+    radiograph = dataclasses.replace(big, pixels=np.zeros((1, 600, 600), dtype=np.float32))  # type: ignore[type-var]
+    with pytest.raises(GenerationSizeError, match="not upscaled"):
+        gen.generate(GenerationRequest(task="super_resolution", sources=ct, params={"scale": 2}), {ct[0]: radiograph})  # type: ignore[arg-type]
     mr = [i for i in images if i not in ct]
     with pytest.raises(ConfigurationError, match="unknown window preset"):
         gen.generate(GenerationRequest(task="comparison", sources=ct + mr, params={"window": "brain-ish"}), images)  # type: ignore[arg-type]

@@ -154,12 +154,19 @@ def _super_resolution(
     for img, base in zip(sources, bases, strict=True):
         size = (base.width * scale, base.height * scale)
         if max(size) > GENERATION_MAX_SIDE:  # refused like a model's would be, not quietly scaled less
+            largest = GENERATION_MAX_SIDE // max(base.size)
+            advice = (
+                f"ask for scale {largest} or less"
+                if largest >= 2
+                else f"an image over {GENERATION_MAX_SIDE // 2} px a side is not upscaled: view it as it is"
+            )
             raise GenerationSizeError(
                 f"{img.id} ({base.width}×{base.height} px) upscaled {scale}× would be {size[0]}×{size[1]} px, "
-                f"over {GENERATION_MAX_SIDE} px a side: ask for a smaller scale",
+                f"over {GENERATION_MAX_SIDE} px a side: {advice}",
                 size=size,
                 max_side=GENERATION_MAX_SIDE,
                 multiple=1,
+                hint=advice,
             )
     out, captions = [], []
     for img, base in zip(sources, bases, strict=True):

@@ -336,16 +336,9 @@ class DiffusersGenerator:
         else:
             if prompt is None:
                 raise ConfigurationError(f"text-to-image with {self.pipeline_class} needs a prompt")
-            if typed.width is None and typed.height is None:
-                default = _sample_size(pipe) * int(getattr(pipe, "vae_scale_factor", 8))
-                size = (default, default)
-            elif typed.width is None or typed.height is None:  # not squared behind the caller's back
-                raise ConfigurationError(
-                    "a text-to-image request names its width and its height, or neither",
-                    hint="give both (e.g. width=512, height=512), or neither for the pipeline's own size",
-                )
-            else:
-                size = (typed.width, typed.height)
+            asked = typed.requested_size()
+            default = _sample_size(pipe) * int(getattr(pipe, "vae_scale_factor", 8))
+            size = asked or (default, default)
         if self.limits is not None:
             self.limits.check(size, what="the requested text-to-image size")
         kwargs, used = self._common(

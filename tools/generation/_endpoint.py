@@ -236,14 +236,9 @@ class ImageEndpointCommon:
         """The source PNG (fitted onto the size grid) and the output size to ask for."""
         limits = self.limits or GenerationLimits(max_side=1 << 16, multiple=1)
         if isinstance(typed, TextToImage):
-            if typed.width is None and typed.height is None:
+            size = typed.requested_size()
+            if size is None:
                 return None, None, []
-            if typed.width is None or typed.height is None:  # not squared behind the caller's back
-                raise ConfigurationError(
-                    "a text-to-image request names its width and its height, or neither",
-                    hint="give both (e.g. width=512, height=512), or neither for the model's own size",
-                )
-            size = (typed.width, typed.height)
             limits.check(size, what="the requested text-to-image size")
             return None, size, []
         factor = 1

@@ -136,6 +136,21 @@ class TextToImage(TaskRequest):
     width: int | None = Field(None, ge=8, le=4096)
     height: int | None = Field(None, ge=8, le=4096)
 
+    def requested_size(self) -> tuple[int, int] | None:
+        """``(width, height)`` as asked, or ``None`` for the generator's own size.
+
+        Raises:
+            ConfigurationError: only one of the two is given (it is not squared behind the caller's back).
+        """
+        if self.width is None and self.height is None:
+            return None
+        if self.width is None or self.height is None:
+            raise ConfigurationError(
+                "a text-to-image request names its width and its height, or neither",
+                hint="give both (e.g. width=512, height=512), or neither for the generator's own size",
+            )
+        return self.width, self.height
+
     def composed_prompt(self) -> str | None:
         if self.prompt is None:
             return None

@@ -15,7 +15,7 @@ from typing import Literal
 from PIL import Image, ImageDraw, ImageFont
 
 from okaflow._constants import SYNTHETIC_LABEL
-from okaflow.tools.reporting._fonts import ASCII_FALLBACK, Font
+from okaflow.tools.reporting._fonts import Font, font_text
 from okaflow.tools.reporting._fonts import font as _sans
 
 __all__ = ["LabelLayout", "label_layout", "stamp_label"]
@@ -148,8 +148,7 @@ def label_layout(
 
 def _normalise_text(text: str) -> str:
     """One line of single-spaced text, in ASCII punctuation if only the fallback font is available."""
-    text = " ".join(text.split())
-    return text.translate(ASCII_FALLBACK) if _font(_MIN_FONT_PX)[1] else text
+    return font_text(" ".join(text.split()), _MIN_FONT_PX, bold=True)[1]
 
 
 def _pad(font_px: int) -> int:

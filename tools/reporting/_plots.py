@@ -61,6 +61,7 @@ class _Style:
     """Sizes in output pixels for one kind of plot."""
 
     title_px: int
+    title_gap: int  # from the title's baseline to the plot's top edge, plus the title's height
     tick_px: int
     label_px: int
     mark_px: int
@@ -69,8 +70,12 @@ class _Style:
     max_x_ticks: int
 
 
-_FULL = _Style(title_px=17, tick_px=11, label_px=12, mark_px=12, legend_px=10, dot_radius=4.2, max_x_ticks=8)
-_COMPACT = _Style(title_px=14, tick_px=11, label_px=12, mark_px=11, legend_px=10, dot_radius=3.7, max_x_ticks=6)
+_FULL = _Style(
+    title_px=17, title_gap=18, tick_px=11, label_px=12, mark_px=12, legend_px=10, dot_radius=4.2, max_x_ticks=8
+)
+_COMPACT = _Style(
+    title_px=14, title_gap=14, tick_px=11, label_px=12, mark_px=11, legend_px=10, dot_radius=3.7, max_x_ticks=6
+)
 
 
 @dataclass(frozen=True)
@@ -260,7 +265,7 @@ def _draw_trend(
     unit_face, unit = font_text(units[0] or "value", style.label_px * _SCALE)
     label_room = max(_Canvas.width(t, tick_face) for t in y_labels)
     plot_left = left_edge + 8 + style.label_px + 6 + label_room + 7
-    plot_top = top_edge + (style.title_px + 18 if style is _FULL else style.title_px + 14)
+    plot_top = top_edge + style.title_px + style.title_gap
     plot_right = right_edge - 14
     plot_bottom = bottom_edge - (2 * style.tick_px + 18)
 
@@ -435,7 +440,10 @@ def _until(first: datetime, end: datetime, step: Callable[[datetime], datetime],
     when = first
     while when <= end and len(ticks) < limit:
         ticks.append(when)
-        when = step(when)
+        try:
+            when = step(when)
+        except (OverflowError, ValueError):  # past year 9999: the calendar ends here
+            break
     return ticks
 
 

@@ -322,6 +322,9 @@ def test_a_retry_after_a_failed_second_sink_resumes_the_run_and_writes_nothing_t
     with FHIRClient(fhir_server.base_url, auth=STATIC_TOKEN) as reader:
         assert len(reader.search("DiagnosticReport", {"subject": f"Patient/{patient_id}"})) == 1
     assert sorted(p.name for p in (tmp_path / "jobs" / job.id / "runs").iterdir()) == ["attempt-1"]
+    # One decision, recorded once: the resumed publish step does not approve again.
+    trail = okaflow.read_audit(tmp_path / "jobs" / job.id / "runs" / "attempt-1")
+    assert [e["action"] for e in trail].count("approve") == 1
 
 
 def test_the_storage_scp_refuses_an_oversized_instance_and_stores_the_rest(tmp_path: Path) -> None:

@@ -172,6 +172,15 @@ def test_hourly_vitals_and_flat_series_plot() -> None:
         assert _red_pixels(img) == 0  # no range, no interpretation: nothing flagged
 
 
+@pytest.mark.parametrize("last", ["9999-06-01", "9999-12-31"])
+def test_dates_at_the_end_of_the_calendar_still_plot(last: str) -> None:
+    points = [
+        ObservationFact(id=f"Observation/far-{i}", text="Far", value=v, unit="mg", effective=d)
+        for i, (v, d) in enumerate([(1, "9999-01-01"), (2, last)])
+    ]
+    assert plot_observation_trend(points).size == TREND_SIZE
+
+
 def test_a_trend_costs_milliseconds_not_tens(hb_points: list[ObservationFact]) -> None:
     # Every run draws one plot per series; matplotlib took ~40 ms each and most of a run's CPU.
     plot_observation_trend(hb_points)
