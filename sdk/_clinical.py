@@ -77,7 +77,11 @@ def status_error(
         hint = "check the id and the base URL (a FHIR base usually ends in /fhir or /R4, DICOMweb in /dicom-web)"
     elif status_code in (400, 409, 412, 422):
         cls = ClinicalRejectedError
-        hint = "the server refused what was sent (see its message); nothing of this request was stored"
+        hint = (
+            "the server refused the request as sent: see its message"
+            if method == "GET"
+            else "the server refused what was sent (see its message); nothing of this request was stored"
+        )
     elif status_code == 429:
         hint = "the server is rate-limiting: lower concurrency or raise max_retries"
     elif status_code >= 500:

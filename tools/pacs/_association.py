@@ -23,6 +23,7 @@ from okaflow._errors import (
     ClinicalConnectionError,
     ClinicalSystemError,
     ClinicalTimeoutError,
+    ConfigurationError,
     DIMSEStatusError,
     MissingExtraError,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "VERIFICATION",
     "Peer",
     "associate",
+    "check_aet",
     "load_pynetdicom",
     "require_context",
     "response_status",
@@ -311,3 +313,12 @@ def load_pynetdicom(feature: str) -> Any:
     _config.LOG_REQUEST_IDENTIFIERS = False
     _config.LOG_RESPONSE_IDENTIFIERS = False
     return pynetdicom
+
+
+def check_aet(value: str, name: str) -> str:
+    """DICOM AE titles: 1 to 16 characters, no backslash or control characters, not only spaces."""
+    if not value.strip() or len(value) > 16 or "\\" in value or any(ord(c) < 32 for c in value):
+        raise ConfigurationError(
+            f"{name} {value!r} is not a DICOM AE title", hint="1 to 16 characters, no backslash, not only spaces"
+        )
+    return value

@@ -38,6 +38,7 @@ from okaflow.tools.pacs._association import (
     VERIFICATION,
     Peer,
     associate,
+    check_aet,
     load_pynetdicom,
     require_context,
     response_status,
@@ -121,8 +122,8 @@ class DIMSEClient(Closing):
         self._peer = Peer(
             host=host,
             port=number,
-            called_aet=_check_aet(called, "called_aet"),
-            calling_aet=_check_aet(calling, "calling_aet"),
+            called_aet=check_aet(called, "called_aet"),
+            calling_aet=check_aet(calling, "calling_aet"),
             connect_timeout=float(connect_timeout),
             acse_timeout=float(acse_timeout),
             dimse_timeout=float(dimse_timeout),
@@ -397,15 +398,6 @@ class DIMSEClient(Closing):
         with self._association("retrieve", resource, contexts, roles=roles, handlers=handlers) as (assoc, watch):
             require_context(self._peer, assoc, STUDY_ROOT_GET, what="C-GET")
             yield assoc, watch
-
-
-def _check_aet(value: str, name: str) -> str:
-    """DICOM AE titles: 1 to 16 characters, no backslash or control characters, not only spaces."""
-    if not value.strip() or len(value) > 16 or "\\" in value or any(ord(c) < 32 for c in value):
-        raise ConfigurationError(
-            f"{name} {value!r} is not a DICOM AE title", hint="1 to 16 characters, no backslash, not only spaces"
-        )
-    return value
 
 
 def _resource(instance: Instance) -> str:

@@ -24,7 +24,7 @@ from okaflow._constants import (
     LISTEN_PORT,
 )
 from okaflow._errors import ClinicalConnectionError, ConfigurationError
-from okaflow.tools.pacs._association import load_pynetdicom
+from okaflow.tools.pacs._association import check_aet, load_pynetdicom
 from okaflow.tools.pacs._models import UID_PATTERN
 
 __all__ = ["IncomingInstance", "StorageSCP"]
@@ -85,8 +85,7 @@ class StorageSCP(Closing):
 
         if not 0 < port < 65536:
             raise ConfigurationError(f"port {port} is not a TCP port")
-        if not ae_title or len(ae_title) > 16:
-            raise ConfigurationError(f"AE title {ae_title!r} must be 1 to 16 characters")
+        check_aet(ae_title, "ae_title")
         self._store = store
         self._on_end = on_association_end
         self._max_bytes = max_instance_bytes

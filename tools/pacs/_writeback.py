@@ -23,20 +23,33 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from okaflow._constants import RUN_MANIFEST
-from okaflow._errors import MissingExtraError, PublishError
+from okaflow._errors import ConfigurationError, MissingExtraError, PublishError
 from okaflow._types import Evidence, content_hash
-from okaflow.tools.reporting import GeneratedImageBlock, Report
 
 if TYPE_CHECKING:
     import pydicom
 
-__all__ = ["SRKind", "Writeback", "build_writeback", "writeback_uid"]
+__all__ = ["SRKind", "Writeback", "build_writeback", "check_sr_kind", "writeback_uid"]
 
 #: ``comprehensive`` (default), ``enhanced``, or ``basic`` (Basic Text SR, for viewers that show nothing else).
 SRKind = Literal["comprehensive", "enhanced", "basic"]
+
+
+def check_sr_kind(kind: str) -> SRKind:
+    """``kind`` if it is an :data:`SRKind`.
+
+    Raises:
+        ConfigurationError: it is not (a misspelt kind is refused, never built as a Comprehensive SR).
+    """
+    kinds = get_args(SRKind)
+    if kind not in kinds:
+        raise ConfigurationError(f"sr_kind {kind!r} is not one of {list(kinds)}")
+    return kind  # type: ignore[return-value]  # checked against the Literal's values just above
+
+
 _UID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/okaflow/okaflow/dicom-writeback")
 # Series numbers of the two new series: high, so they sort after the modality's own series in a viewer.
 SR_SERIES_NUMBER = 9901
@@ -101,13 +114,16 @@ def build_writeback(
             studies without ``study_uid`` (or one that is not among them), a source file that is missing or
             changed since the run, or an object that fails to build.
         MissingExtraError: highdicom is not installed (``pip install 'okaflow[pacs]'``).
+        ConfigurationError: ``sr_kind`` is not an :data:`SRKind`.
     """
+    check_sr_kind(sr_kind)
     try:
         import highdicom  # noqa: F401
     except ImportError as exc:
         raise MissingExtraError("pacs", feature="DICOM write-back", missing=exc.name or "highdicom") from None
     from okaflow.tools.pacs._sc import build_secondary_capture
     from okaflow.tools.pacs._sr import build_report_sr
+    from okaflow.tools.reporting import GeneratedImageBlock, Report
 
     run = Path(run_dir)
     manifest = _read_json(run / RUN_MANIFEST)
@@ -186,14 +202,16 @@ def load_sources(run: Path, manifest: Mapping[str, Any], evidence: list[Evidence
         elif folder is not None:
             path = folder / name
         else:
-            raise PublishError(f"cannot find the source image {name!r}: the run's case has no folder", hint="")
+            raise PublishError(
+                f"cannot find the source image {name!r}: the run's case has no folder",
+                hint="publish from the machine and case folder the run was made with",
+            )
         if not path.is_file():
             raise PublishError(
                 f"the source image {name} of {run} is gone ({path})",
                 hint="publish from the machine and case folder the run was made with",
             )
-        data = path.read_bytes()
-        if name in hashes and hashes[name] != content_hash(data):
+        if name in hashes and hashes[name] != content_hash(path.read_bytes()):
             raise PublishError(
                 f"the source image {path} changed since the run",
                 hint="a report must reference the images it was made from: run the case again",

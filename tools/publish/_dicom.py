@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["DICOMSink", "InstanceStore"]
 
 PUBLISHED_DICOM = "published/dicom.json"
-_SR_KINDS = ("comprehensive", "enhanced", "basic")
 
 
 @runtime_checkable
@@ -66,8 +65,9 @@ class DICOMSink:
         study_uid: str | None = None,
         name: str | None = None,
     ) -> None:
-        if sr_kind not in _SR_KINDS:
-            raise ConfigurationError(f"sr_kind {sr_kind!r} is not one of {list(_SR_KINDS)}")
+        from okaflow.tools.pacs import check_sr_kind
+
+        check_sr_kind(sr_kind)
         if not callable(getattr(client, "store_instances", None)):
             raise ConfigurationError(f"{client!r} has no store_instances(datasets)", hint="pass a PACS client")
         self.client = client

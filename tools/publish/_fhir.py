@@ -29,7 +29,7 @@ from typing import Any
 
 from okaflow._audit import AUDIT_LOG, AuditTrail, auditing
 from okaflow._constants import RUN_MANIFEST
-from okaflow._errors import ConfigurationError, PublishError
+from okaflow._errors import ClinicalResponseError, ConfigurationError, PublishError
 from okaflow._pull import PULL_RECORD
 from okaflow._record import read_manifest
 from okaflow._types import Evidence, utc_now
@@ -180,6 +180,14 @@ class FHIRSink:
                 }
             )
         report_location = str(created[0]["location"] or "")
+        if not report_location:
+            raise ClinicalResponseError(
+                "the FHIR server stored the report but did not say where (no location in its answer)",
+                system="FHIR",
+                url=str(without_credentials(self.client.base_url)),
+                hint="the report is on the server: search DiagnosticReport?identifier=urn:okaflow:run|"
+                f"{writeback.thread_id}",
+            )
         url = _absolute(str(without_credentials(self.client.base_url)), report_location.split("/_history")[0])
         _write_record(
             root,
@@ -214,10 +222,11 @@ def _patient_from_pull(root: Path, base_url: str) -> str:
     if pull is None or not pull.is_file():
         raise PublishError("no patient to attach the report to: the run's case was not pulled from a server", hint=how)
     fhir = (json.loads(pull.read_text(encoding="utf-8")).get("fhir")) or {}
-    pulled_from = str(without_credentials(str(fhir.get("base_url") or "")) or "").rstrip("/")
-    if pulled_from != str(without_credentials(base_url)).rstrip("/"):
+    pulled_from = str(fhir.get("base_url") or "").rstrip("/")  # pull_case recorded it without credentials
+    target = str(without_credentials(base_url)).rstrip("/")
+    if pulled_from != target:
         raise PublishError(
-            f"the run's case was pulled from {pulled_from or 'no FHIR server'}, not {base_url}: its patient id "
+            f"the run's case was pulled from {pulled_from or 'no FHIR server'}, not {target}: its patient id "
             "means nothing there",
             hint=how,
         )

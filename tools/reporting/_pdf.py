@@ -70,9 +70,14 @@ def render_pdf(html: str | Path, pdf: str | Path | None = None, *, timeout: floa
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
             raise ConfigurationError(f"Chromium did not print {source} within {timeout:g} s") from None
-    if done.returncode != 0 or not target.is_file() or target.read_bytes()[:5] != b"%PDF-":
+    if done.returncode != 0 or not target.is_file() or _head(target) != b"%PDF-":
         raise ConfigurationError(
             f"Chromium could not print {source} to PDF (exit {done.returncode}): {done.stderr.strip()[-400:]}",
-            hint="check that the Chromium at $OKAFLOW_CHROMIUM starts headless on this machine",
+            hint=f"check that {browser} starts headless on this machine (or point $OKAFLOW_CHROMIUM at one that does)",
         )
     return target
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as fh:
+        return fh.read(5)

@@ -141,6 +141,10 @@ def test_a_refused_transaction_is_a_rejected_error_quoting_the_server(status: in
     assert info.value.status_code == status
     assert "rolled back" in str(info.value)
     assert "nothing of this request was stored" in str(info.value)
+    # A refused read stores nothing either way: its hint does not talk about writes.
+    with Server(ok(outcome, status)).client(max_retries=0) as ehr, pytest.raises(okaflow.ClinicalRejectedError) as read:
+        ehr.read("Patient", "p")
+    assert "stored" not in str(read.value) and "see its message" in str(read.value)
 
 
 def test_a_conditional_read_says_not_modified_on_304() -> None:

@@ -14,6 +14,12 @@ from okaflow.tools.pacs import DIMSEClient
 def test_an_ae_title_dicom_does_not_allow_is_refused(aet: str) -> None:
     with pytest.raises(okaflow.ConfigurationError, match="AE title"):
         DIMSEClient("127.0.0.1", 104, called_aet="PACS", calling_aet=aet)
+    # The Storage SCP (okaflow listen --aet) applies the same rule, before pynetdicom sees the title.
+    from okaflow.tools.pacs import StorageSCP
+
+    with pytest.raises(okaflow.ConfigurationError, match="AE title") as info:
+        StorageSCP(lambda instance: None, port=11112, ae_title=aet)
+    assert "no backslash" in (info.value.hint or "")
 
 
 def test_host_port_and_aet_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

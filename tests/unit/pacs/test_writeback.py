@@ -127,3 +127,10 @@ def test_the_sink_describes_the_pacs_and_refuses_unknown_sr_kinds() -> None:
     assert isinstance(DICOMSink(Store()), okaflow.tools.publish.ReportSink)
     with pytest.raises(okaflow.ConfigurationError):
         DICOMSink(Store(), sr_kind="fancy")  # type: ignore[arg-type]
+
+
+def test_a_misspelt_sr_kind_is_refused_not_built_as_comprehensive(tmp_path: Path) -> None:
+    from okaflow.tools.pacs import build_writeback
+
+    with pytest.raises(okaflow.ConfigurationError, match="sr_kind 'Basic' is not one of"):
+        build_writeback(tmp_path, sr_kind="Basic")  # type: ignore[arg-type]
