@@ -32,15 +32,16 @@ from okaflow._constants import (
 from okaflow._errors import ClinicalResponseError, ConfigurationError, MissingExtraError
 from okaflow._urls import without_credentials
 from okaflow.tools.pacs._models import (
+    STUDY_FIELDS,
     Instance,
     Series,
     Study,
-    check_uid,
     dataset_from_json,
     exact_study_keys,
-    int_of,
+    instance_from,
+    series_from,
+    study_from,
     study_matches,
-    text_of,
 )
 from okaflow.tools.pacs._stow import failed_in_body, raise_for_failures, rejected
 
@@ -52,15 +53,6 @@ __all__ = ["EXPLICIT_VR_LITTLE_ENDIAN_FRAMES", "DICOMwebClient"]
 
 #: Uncompressed frames: the media type Orthanc (and most servers) answer a frame request with.
 EXPLICIT_VR_LITTLE_ENDIAN_FRAMES = ("application/octet-stream", "1.2.840.10008.1.2.1")
-_STUDY_FIELDS = (
-    "StudyDate",
-    "StudyDescription",
-    "AccessionNumber",
-    "PatientID",
-    "ModalitiesInStudy",
-    "NumberOfStudyRelatedSeries",
-    "NumberOfStudyRelatedInstances",
-)
 
 
 def _dicomweb() -> Any:
@@ -164,11 +156,12 @@ class DICOMwebClient(Closing):
         filters: dict[str, Any] = dict(asked)
         if modality:
             filters["ModalitiesInStudy"] = modality
-        with self._errors(f"{self.url}/studies", "search", query=filters):
+        url = f"{self.url}/studies"
+        with self._errors(url, "search", query=filters):
             found = self._client.search_for_studies(
-                search_filters=filters, fields=list(_STUDY_FIELDS), get_remaining=True
+                search_filters=filters, fields=list(STUDY_FIELDS), get_remaining=True
             )
-        studies = [self._study(item) for item in found]
+        studies = [study_from(dataset_from_json(item, url), url, system="DICOMweb") for item in found]
         return [s for s in studies if study_matches(s, asked)]
 
     def search_series(self, study_uid: str) -> list[Series]:
@@ -178,39 +171,16 @@ class DICOMwebClient(Closing):
             found = self._client.search_for_series(
                 study_uid, fields=["SeriesDescription", "NumberOfSeriesRelatedInstances"], get_remaining=True
             )
-        out = []
-        for item in found:
-            ds = dataset_from_json(item, url)
-            out.append(
-                Series(
-                    study_uid=check_uid(ds.get("StudyInstanceUID", study_uid), "StudyInstanceUID", url),
-                    series_uid=check_uid(ds.get("SeriesInstanceUID"), "SeriesInstanceUID", url),
-                    modality=text_of(ds, "Modality"),
-                    number=int_of(ds, "SeriesNumber"),
-                    description=text_of(ds, "SeriesDescription"),
-                    instance_count=int_of(ds, "NumberOfSeriesRelatedInstances"),
-                )
-            )
-        return out
+        return [series_from(dataset_from_json(item, url), url, study_uid, system="DICOMweb") for item in found]
 
     def search_instances(self, study_uid: str, series_uid: str | None = None) -> list[Instance]:
         """The instances of one study, or of one of its series."""
         url = f"{self.url}/studies/{study_uid}" + (f"/series/{series_uid}" if series_uid else "") + "/instances"
         with self._errors(url, "search"):
             found = self._client.search_for_instances(study_uid, series_uid, get_remaining=True)
-        out = []
-        for item in found:
-            ds = dataset_from_json(item, url)
-            out.append(
-                Instance(
-                    study_uid=check_uid(ds.get("StudyInstanceUID", study_uid), "StudyInstanceUID", url),
-                    series_uid=check_uid(ds.get("SeriesInstanceUID", series_uid), "SeriesInstanceUID", url),
-                    sop_instance_uid=check_uid(ds.get("SOPInstanceUID"), "SOPInstanceUID", url),
-                    sop_class_uid=text_of(ds, "SOPClassUID"),
-                    number=int_of(ds, "InstanceNumber"),
-                )
-            )
-        return out
+        return [
+            instance_from(dataset_from_json(item, url), url, study_uid, series_uid, system="DICOMweb") for item in found
+        ]
 
     # -- WADO-RS ----------------------------------------------------------------------------------
     def retrieve_instance(self, instance: Instance) -> pydicom.Dataset:
@@ -307,21 +277,6 @@ class DICOMwebClient(Closing):
     # -- internals --------------------------------------------------------------------------------
     def _instance_url(self, i: Instance) -> str:
         return f"{self.url}/studies/{i.study_uid}/series/{i.series_uid}/instances/{i.sop_instance_uid}"
-
-    def _study(self, item: Mapping[str, Any]) -> Study:
-        url = f"{self.url}/studies"
-        ds = dataset_from_json(item, url)
-        modalities = ds.get("ModalitiesInStudy") or []
-        return Study(
-            study_uid=check_uid(ds.get("StudyInstanceUID"), "StudyInstanceUID", url),
-            patient_id=text_of(ds, "PatientID"),
-            accession_number=text_of(ds, "AccessionNumber"),
-            study_date=text_of(ds, "StudyDate"),
-            description=text_of(ds, "StudyDescription"),
-            modalities=tuple(str(m) for m in (modalities if isinstance(modalities, list | tuple) else [modalities])),
-            series_count=int_of(ds, "NumberOfStudyRelatedSeries"),
-            instance_count=int_of(ds, "NumberOfStudyRelatedInstances"),
-        )
 
     @contextlib.contextmanager
     def _errors(

@@ -45,15 +45,21 @@ from okaflow.tools.pacs._association import (
     status_category,
 )
 from okaflow.tools.pacs._dimse_find import (
-    instance_from,
     instances_query,
-    series_from,
     series_query,
     studies_query,
-    study_from,
 )
 from okaflow.tools.pacs._dimse_retrieve import InstanceReceiver, get_contexts, run_get, run_move, storage_scp
-from okaflow.tools.pacs._models import Instance, Series, Study, exact_study_keys, study_matches
+from okaflow.tools.pacs._models import (
+    Instance,
+    Series,
+    Study,
+    exact_study_keys,
+    instance_from,
+    series_from,
+    study_from,
+    study_matches,
+)
 from okaflow.tools.pacs._stow import DUPLICATE_SOP_INSTANCE
 
 if TYPE_CHECKING:
@@ -179,19 +185,21 @@ class DIMSEClient(Closing):
         """
         asked = exact_study_keys(patient_id=patient_id, accession_number=accession_number, study_uid=study_uid)
         query, resource = studies_query(asked, modality)
-        studies = [study_from(ds, self.url) for ds in self._find(query, resource)]
+        studies = [study_from(ds, self.url, system="DIMSE") for ds in self._find(query, resource)]
         return [s for s in studies if study_matches(s, asked)]
 
     def search_series(self, study_uid: str) -> list[Series]:
         """The series of one study (C-FIND at series level)."""
         query, resource = series_query(study_uid)
-        found = [series_from(ds, self.url, study_uid) for ds in self._find(query, resource)]
+        found = [series_from(ds, self.url, study_uid, system="DIMSE") for ds in self._find(query, resource)]
         return [s for s in found if s.study_uid == study_uid]
 
     def search_instances(self, study_uid: str, series_uid: str | None = None) -> list[Instance]:
         """The instances of one study, or of one of its series (C-FIND at image level)."""
         query, resource = instances_query(study_uid, series_uid)
-        found = [instance_from(ds, self.url, study_uid, series_uid) for ds in self._find(query, resource)]
+        found = [
+            instance_from(ds, self.url, study_uid, series_uid, system="DIMSE") for ds in self._find(query, resource)
+        ]
         return [i for i in found if i.study_uid == study_uid and series_uid in (None, i.series_uid)]
 
     def _find(self, query: pydicom.Dataset, resource: str) -> list[pydicom.Dataset]:

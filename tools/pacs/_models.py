@@ -18,13 +18,17 @@ if TYPE_CHECKING:
     import pydicom
 
 __all__ = [
+    "STUDY_FIELDS",
     "Instance",
     "Series",
     "Study",
     "check_uid",
     "dataset_from_json",
     "exact_study_keys",
+    "instance_from",
     "int_of",
+    "series_from",
+    "study_from",
     "study_matches",
     "text_of",
 ]
@@ -113,6 +117,62 @@ def int_of(ds: pydicom.Dataset, keyword: str) -> int | None:
         return int(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
+
+
+#: What a study search asks the PACS to return beside the Study Instance UID (QIDO-RS fields, C-FIND keys).
+STUDY_FIELDS = (
+    "StudyDate",
+    "StudyDescription",
+    "AccessionNumber",
+    "PatientID",
+    "ModalitiesInStudy",
+    "NumberOfStudyRelatedSeries",
+    "NumberOfStudyRelatedInstances",
+)
+
+
+def _uid(ds: pydicom.Dataset, keyword: str, url: str, system: str, default: str | None = None) -> str:
+    # A lower-level answer may leave the parent's UID out or empty (C-FIND return keys often are):
+    # the parent asked about stands in for it.
+    return check_uid(ds.get(keyword) or default, keyword, url, system=system)
+
+
+def study_from(ds: pydicom.Dataset, url: str, *, system: str) -> Study:
+    """A study-level search answer (QIDO-RS or C-FIND) as a :class:`Study`."""
+    modalities = ds.get("ModalitiesInStudy") or []
+    return Study(
+        study_uid=_uid(ds, "StudyInstanceUID", url, system),
+        patient_id=text_of(ds, "PatientID"),
+        accession_number=text_of(ds, "AccessionNumber"),
+        study_date=text_of(ds, "StudyDate"),
+        description=text_of(ds, "StudyDescription"),
+        modalities=tuple(str(m) for m in (modalities if isinstance(modalities, list | tuple) else [modalities])),
+        series_count=int_of(ds, "NumberOfStudyRelatedSeries"),
+        instance_count=int_of(ds, "NumberOfStudyRelatedInstances"),
+    )
+
+
+def series_from(ds: pydicom.Dataset, url: str, study_uid: str, *, system: str) -> Series:
+    """A series-level search answer as a :class:`Series` of the study asked about."""
+    return Series(
+        study_uid=_uid(ds, "StudyInstanceUID", url, system, study_uid),
+        series_uid=_uid(ds, "SeriesInstanceUID", url, system),
+        modality=text_of(ds, "Modality"),
+        number=int_of(ds, "SeriesNumber"),
+        description=text_of(ds, "SeriesDescription"),
+        instance_count=int_of(ds, "NumberOfSeriesRelatedInstances"),
+    )
+
+
+def instance_from(ds: pydicom.Dataset, url: str, study_uid: str, series_uid: str | None, *, system: str) -> Instance:
+    """An instance-level search answer as an :class:`Instance` of the study (and series) asked about."""
+    return Instance(
+        study_uid=_uid(ds, "StudyInstanceUID", url, system, study_uid),
+        series_uid=_uid(ds, "SeriesInstanceUID", url, system, series_uid),
+        sop_instance_uid=_uid(ds, "SOPInstanceUID", url, system),
+        sop_class_uid=text_of(ds, "SOPClassUID"),
+        number=int_of(ds, "InstanceNumber"),
+    )
 
 
 def exact_study_keys(*, patient_id: str | None, accession_number: str | None, study_uid: str | None) -> dict[str, str]:
