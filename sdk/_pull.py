@@ -129,6 +129,8 @@ def pull_case(
     from okaflow.tools.ehr import fetch_patient_record
 
     pacs = _one_pacs(dicomweb, dimse)
+    # Which kind of PACS, as pull.json records it ("dicomweb" or "dimse" also names its entry there).
+    protocol = "DIMSE" if dimse is not None else "DICOMweb" if dicomweb is not None else None
     root = _empty_folder(folder)
     with auditing(AuditTrail(root / AUDIT_LOG)):
         record = fetch_patient_record(fhir, patient_id, strategy=strategy)
@@ -173,12 +175,12 @@ def pull_case(
                 "strategy": record.strategy,
             },
             # Which PACS, and its entry under the protocol's own key ("dicomweb" as before, or "dimse").
-            "pacs": _protocol(pacs),
+            "pacs": protocol,
             "dicomweb": None,
             "warnings": list(record.warnings),
         }
-        if pacs is not None:
-            provenance["dimse" if _protocol(pacs) == "DIMSE" else "dicomweb"] = {
+        if pacs is not None and protocol is not None:
+            provenance[protocol.lower()] = {
                 "url": without_credentials(str(pacs.url)),
                 "studies": pulled,
             }
@@ -390,10 +392,3 @@ def _has_code(concept: Any, code: str) -> bool:
     return isinstance(concept, dict) and any(
         isinstance(c, dict) and c.get("code") == code for c in concept.get("coding") or []
     )
-
-
-def _protocol(pacs: PACSClient | None) -> str | None:
-    """``"DICOMweb"`` or ``"DIMSE"``: which kind of PACS client a pull used."""
-    if pacs is None:
-        return None
-    return "DIMSE" if str(pacs.url).startswith("dicom://") else "DICOMweb"

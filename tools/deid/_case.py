@@ -80,9 +80,7 @@ def deidentify_case(source: Path, inputs: list[str], target: Path, pseudonyms: P
             _image(source / name, target / name, pseudonyms)
             done.files[name] = name
     for name, bundle in bundles:
-        (target / name).parent.mkdir(parents=True, exist_ok=True)
-        # Written as the loader reads it: decimals digit for digit ("1.40" stays 1.40), UTF-8.
-        (target / name).write_text(dumps_fhir_json(deidentify_bundle(bundle, pseudonyms)) + "\n", encoding="utf-8")
+        _write_json(target / name, deidentify_bundle(bundle, pseudonyms))
         done.files[name] = name
     for name in texts:
         _text_file(source / name, target / name, pseudonyms)
@@ -173,8 +171,9 @@ def _text_file(source: Path, target: Path, pseudonyms: Pseudonymizer) -> None:
 
 
 def _write_json(path: Path, data: Any) -> None:
+    """Written as the loader reads it: decimals digit for digit ("1.40" stays 1.40), UTF-8."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    path.write_text(dumps_fhir_json(data) + "\n", encoding="utf-8")
 
 
 def find_leaks(folder: Path, pseudonyms: Pseudonymizer) -> list[str]:
