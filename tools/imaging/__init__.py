@@ -7,13 +7,14 @@
     facts = [image_evidence(img), *measurement_evidence(img, measure_image(img))]
 """
 
+from okaflow._png import png_bytes as to_png_bytes
 from okaflow.tools.imaging._dicom import dicom_has_pixel_data
 from okaflow.tools.imaging._evidence import image_evidence, measurement_evidence
 from okaflow.tools.imaging._load import load_image, load_images, sniff_format
 from okaflow.tools.imaging._measure import HU_BANDS, ImageMeasurements, measure_image
 from okaflow.tools.imaging._modality import MODALITY_ALIASES, detect_modality, parse_modality
 from okaflow.tools.imaging._models import ImageFormat, MedicalImage, SizePolicy, VoiFunction, VoiLut, Window
-from okaflow.tools.imaging._policy import fit_to_policy, policy_size, round_to_multiple, to_png_bytes
+from okaflow.tools.imaging._policy import fit_to_policy, policy_size, round_to_multiple
 from okaflow.tools.imaging._render import frame_index, render_for_model, render_frame, render_montage
 from okaflow.tools.imaging._series import ImageSeries, group_series, middle_image
 from okaflow.tools.imaging._window import AUTO_PERCENTILES, CT_WINDOW_PRESETS, resolve_window

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 from PIL import Image
@@ -10,7 +9,7 @@ from PIL import Image
 from okaflow._errors import ImageTooLargeError
 from okaflow.tools.imaging._models import SizePolicy
 
-__all__ = ["check_pixel_budget", "fit_to_policy", "policy_size", "round_to_multiple", "to_png_bytes"]
+__all__ = ["check_pixel_budget", "fit_to_policy", "policy_size", "round_to_multiple"]
 
 DEFAULT_POLICY = SizePolicy()  # frozen, so one shared default instance is safe
 
@@ -109,18 +108,3 @@ def fit_to_policy(img: Image.Image, policy: SizePolicy = DEFAULT_POLICY) -> Imag
     canvas = Image.new(resized.mode, (canvas_w, canvas_h), 0)
     canvas.paste(resized, ((canvas_w - new_w) // 2, (canvas_h - new_h) // 2))
     return canvas
-
-
-def to_png_bytes(img: Image.Image) -> bytes:
-    """Encode an image as PNG bytes that depend only on its pixels.
-
-    The image is rebuilt from its raw pixels first, so nothing from ``img.info`` (ICC profile, DPI,
-    EXIF, text chunks) is written, and no time stamp is ever added; the zlib level is fixed. The
-    same pixels give the same bytes with the same zlib build.
-    """
-    if img.mode not in ("1", "L", "LA", "I;16", "RGB", "RGBA"):
-        img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
-    clean = Image.frombytes(img.mode, img.size, img.tobytes())
-    buffer = io.BytesIO()
-    clean.save(buffer, format="PNG", compress_level=6, optimize=False)
-    return buffer.getvalue()

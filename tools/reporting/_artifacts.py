@@ -8,7 +8,6 @@ and a file that no longer matches its name is detectably corrupt.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 import tempfile
@@ -17,44 +16,12 @@ from pathlib import Path, PurePosixPath
 from PIL import Image
 
 from okaflow._errors import RunDirectoryError
+from okaflow._png import png_bytes
 from okaflow.tools.reporting._model import ArtifactRef
 
 __all__ = ["ArtifactStore", "png_bytes"]
 
-# Modes PNG stores natively. Anything else is converted (palette, bilevel, CMYK) or refused
-# (32-bit int/float: those need a display window first, which is the imaging tools' job).
-_PNG_MODES = {"L", "LA", "RGB", "RGBA", "I;16"}
 _SUFFIX = re.compile(r"^[a-z0-9]{1,10}$")
-
-
-def png_bytes(img: Image.Image) -> bytes:
-    """Encode an image as deterministic PNG bytes.
-
-    The pixels are copied into a fresh image first, so nothing from ``img.info`` (ICC profile, EXIF,
-    text chunks, gamma, timestamps) reaches the file: equal pixels always give equal bytes.
-
-    Args:
-        img: Any 8-bit image, or a 16-bit greyscale (``I;16``) one.
-
-    Returns:
-        The PNG file content.
-
-    Raises:
-        ValueError: ``img`` is a 32-bit integer or float image, which has no faithful PNG form.
-    """
-    if img.mode in {"I", "F"}:
-        raise ValueError(
-            f"cannot store a mode {img.mode!r} image as PNG without choosing a display window; "
-            "window it to 8 bits first (e.g. with okaflow.tools.imaging)"
-        )
-    if img.mode not in _PNG_MODES:
-        has_alpha = img.mode in {"PA", "RGBa", "La"} or "transparency" in img.info
-        img = img.convert("RGBA" if has_alpha else ("L" if img.mode == "1" else "RGB"))
-    clean = Image.frombytes(img.mode, img.size, img.tobytes())
-    buf = io.BytesIO()
-    # Fixed settings: the same zlib gives the same bytes; optimize=True would search and is slower.
-    clean.save(buf, format="PNG", compress_level=6, optimize=False)
-    return buf.getvalue()
 
 
 class ArtifactStore:
