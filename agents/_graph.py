@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -18,6 +20,7 @@ from typing import Any, Literal
 from langchain_core.runnables import RunnableLambda
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import get_runtime
 from langgraph.types import Checkpointer
 
 from okaflow._constants import (
@@ -38,6 +41,11 @@ from okaflow.tools.publish import ReportSink
 from okaflow.workflows import Workflow, get_workflow
 
 __all__ = ["create_oka_agent"]
+
+# Nodes that mostly wait on other servers (an image generator, the sinks' EHR and PACS): under okaflow.arun
+# they run without the run's CPU slot, so other runs compute meanwhile. analyze does the same for its
+# model calls only.
+_WAIT_ON_SERVERS = frozenset({"generate", "publish"})
 
 
 def create_oka_agent(
@@ -108,6 +116,9 @@ def create_oka_agent(
         if isinstance(fn, tuple):
             sync_fn, async_fn = fn
             graph.add_node(name, RunnableLambda(_weakly(sync_fn), afunc=_aweakly(async_fn), name=name))
+        elif name in _WAIT_ON_SERVERS:
+            weak = _weakly(fn)
+            graph.add_node(name, RunnableLambda(weak, afunc=_away_from_cpu(weak), name=name))
         else:
             graph.add_node(name, fn)
     graph.add_edge(START, "observe")
@@ -148,6 +159,19 @@ def _weakly(fn: Callable[[OKAState], dict[str, Any]]) -> Callable[[OKAState], di
         return target(state)
 
     return node
+
+
+def _away_from_cpu(node: Callable[[OKAState], dict[str, Any]]) -> Callable[[OKAState], Awaitable[dict[str, Any]]]:
+    """The async twin of a node that waits on other servers: in a worker thread, the run's CPU slot
+    given up meanwhile (see ``RunContext.away_from_cpu``)."""
+
+    async def twin(state: OKAState) -> dict[str, Any]:
+        context = get_runtime(RunContext).context
+        async with context.away_from_cpu() if context is not None else contextlib.nullcontext():
+            # to_thread copies the context variables, so the node still finds its run's runtime.
+            return await asyncio.to_thread(node, state)
+
+    return twin
 
 
 def _aweakly(

@@ -277,8 +277,10 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
 
     async def aanalyze(state: OKAState) -> dict[str, Any]:
         requests, step, final = _requests(state)
-        backend = backend_of(config, _ctx())
-        results = await asyncio.gather(*(backend.aunderstand(r) for r in requests))
+        ctx = _ctx()
+        backend = backend_of(config, ctx)
+        async with ctx.away_from_cpu():
+            results = await asyncio.gather(*(backend.aunderstand(r) for r in requests))
         return _absorb(list(results), step, final)
 
     def tools(state: OKAState) -> dict[str, Any]:

@@ -7,7 +7,9 @@ invoke time, never into a checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import operator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypedDict
@@ -16,6 +18,7 @@ from okaflow._types import utc_now
 
 if TYPE_CHECKING:
     from okaflow._case import Case
+    from okaflow._turns import RunTurn
     from okaflow.model_backend import UnderstandingBackend
     from okaflow.tools.generation import GenerationTool
     from okaflow.tools.knowledge import KnowledgeRetriever
@@ -91,3 +94,10 @@ class RunContext:
     # per-run recorders here, so that one compiled graph serves every run of a configuration.
     backend: UnderstandingBackend | None = None
     generator: GenerationTool | None = None
+    # okaflow.arun's place among the concurrent runs of its event loop (okaflow._turns): the run holds a
+    # CPU slot while it computes. None (a graph invoked directly): nothing is scheduled.
+    turn: RunTurn | None = None
+
+    def away_from_cpu(self) -> AbstractAsyncContextManager[None]:
+        """``async with ctx.away_from_cpu():`` around a wait on another server, so other runs compute meanwhile."""
+        return self.turn.away() if self.turn is not None else contextlib.nullcontext()

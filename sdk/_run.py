@@ -28,6 +28,7 @@ from okaflow._case import Case
 from okaflow._constants import DEFAULT_MAX_STEPS, DEFAULT_RUNS_DIR, DEFAULT_WORKFLOW, ENV_RUNS_DIR, RUN_MANIFEST
 from okaflow._errors import ConfigurationError, RunDirectoryError
 from okaflow._record import write_manifest
+from okaflow._turns import run_turn
 from okaflow._types import utc_now
 from okaflow._urls import without_credentials
 from okaflow._version import __version__
@@ -229,10 +230,14 @@ def _sqlite_saver(run_dir: Path) -> Iterator[Any]:
 
 @contextlib.asynccontextmanager
 async def _async_sqlite_saver(run_dir: Path) -> AsyncIterator[Any]:
+    import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-    async with AsyncSqliteSaver.from_conn_string(str(run_dir / "checkpoints.sqlite")) as saver:
-        yield saver
+    async with aiosqlite.connect(run_dir / "checkpoints.sqlite") as conn:
+        # As _sqlite_saver: a run resumes the same whichever of run() and arun() wrote it.
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        yield AsyncSqliteSaver(conn)
 
 
 def load_spec(spec: str, what: str, method: str) -> Any:
@@ -499,24 +504,29 @@ async def arun(
 ) -> RunResult:
     """The async twin of :func:`run`: same arguments, the backend called with ``aunderstand``."""
     options = _options(agent_options, sinks, require_approval, max_steps, seed)
-    # Loading a case (FHIR validation, DICOM decoding) and building the graph take tens of milliseconds
-    # of CPU: in a worker thread, so the event loop keeps serving the other runs' model calls meanwhile.
-    loaded, wf, chosen, run_dir, thread_id, emit, started = await asyncio.to_thread(
-        _start, case, workflow, backend, out, task, force, on_event, options, asynchronous=True
-    )
-    owned = chosen if isinstance(backend, str) else None
-    async with _async_sqlite_saver(run_dir) as saver, contextlib.aclosing(_AsyncCloser(owned)):
-        graph, ctx = await asyncio.to_thread(_agent, loaded, wf, chosen, saver, run_dir, options, started)
-        config = {"configurable": {"thread_id": thread_id}}
-        async for mode, chunk in graph.astream(
-            _initial_state(loaded, wf),
-            config,
-            context=ctx,
-            stream_mode=["custom", "updates"],
-        ):
-            if mode == "custom":
-                emit(chunk)
-        return _result(run_dir, thread_id, await graph.aget_state(config))
+    # The run computes while it holds one of its event loop's CPU slots, and gives it up while it waits on
+    # the model (okaflow._turns): concurrent runs then go through oldest first instead of in lockstep.
+    turn = run_turn()
+    async with turn:
+        # Loading a case (FHIR validation, DICOM decoding) and building the graph take tens of milliseconds
+        # of CPU: in a worker thread, so the event loop keeps serving the other runs' model calls meanwhile.
+        loaded, wf, chosen, run_dir, thread_id, emit, started = await asyncio.to_thread(
+            _start, case, workflow, backend, out, task, force, on_event, options, asynchronous=True
+        )
+        owned = chosen if isinstance(backend, str) else None
+        async with _async_sqlite_saver(run_dir) as saver, contextlib.aclosing(_AsyncCloser(owned)):
+            graph, ctx = await asyncio.to_thread(_agent, loaded, wf, chosen, saver, run_dir, options, started)
+            ctx.turn = turn
+            config = {"configurable": {"thread_id": thread_id}}
+            async for mode, chunk in graph.astream(
+                _initial_state(loaded, wf),
+                config,
+                context=ctx,
+                stream_mode=["custom", "updates"],
+            ):
+                if mode == "custom":
+                    emit(chunk)
+            return _result(run_dir, thread_id, await graph.aget_state(config))
 
 
 def approve(

@@ -308,3 +308,35 @@ def test_the_prompt_offers_the_generators_visual_tasks_and_the_schema_agrees(
     silent = ScriptedBackend([{"claims": [], "done": True}])
     run(ct_pair_case, backend=silent, out=tmp_path / "without", generator=None)
     assert "visual_requests" not in silent.requests[0].messages[-1].content, "offered visuals with no generator"
+
+
+def test_concurrent_async_runs_go_through_oldest_first_not_in_lockstep(ct_pair_case: Case, tmp_path: Path) -> None:
+    """Started together, runs used to queue their CPU steps first come, first served: every run loaded and
+    rendered its case before the first one asked the model or wrote its report. The oldest run now
+    goes through first, so its report is written before the last run has even rendered its images."""
+    events: list[tuple[int, str]] = []
+
+    async def many() -> list[Any]:
+        def recorder(i: int) -> Any:
+            return lambda event: events.append((i, event["node"]))
+
+        backend = ScriptedBackend([{"claims": []}] * 8)
+        runs = [
+            arun(ct_pair_case, backend=backend, out=tmp_path / f"run-{i}", max_steps=1, on_event=recorder(i))
+            for i in range(8)
+        ]
+        return await asyncio.gather(*runs)
+
+    with ThreadPoolExecutor(1) as pool:
+        results = pool.submit(asyncio.run, many()).result()
+    assert [r.status for r in results] == ["completed"] * 8
+    assert events.index((0, "report")) < events.index((7, "observe")), "\n".join(map(str, events))
+
+
+def test_async_run_pauses_at_the_approval_gate(ct_pair_case: Case, tmp_path: Path) -> None:
+    sink = FolderSink(tmp_path / "published")
+    with ThreadPoolExecutor(1) as pool:
+        paused = pool.submit(asyncio.run, arun(ct_pair_case, out=tmp_path / "run", sinks=[sink])).result()
+    assert paused.status == "awaiting_approval"
+    assert (tmp_path / "run" / "report.html").exists()
+    assert not (tmp_path / "published").exists()

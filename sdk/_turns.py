@@ -1,0 +1,112 @@
+"""Oldest run first: concurrent runs in one event loop take turns at the CPU, by the runs' age.
+
+Loading a case, rendering its images and writing its report are CPU work, which :func:`okaflow.arun`
+does in worker threads so the event loop keeps serving model calls. Left to themselves, N runs started
+together move in lockstep: every run loads its case before the first renders its images, so the first
+model request leaves only after N cases' preparation while the model server idles, and every report
+then waits behind the others. Here a run computes only while it holds one of a few slots, and gives its
+slot up while it waits on another server (the model, an image generator, a sink); a freed slot goes to
+the oldest run that wants one. A run, once started, goes on to its model call and, when the answer is
+back, on to its report, ahead of runs that started after it: requests leave one case's work apart, the
+server has work while the agent prepares the next case, and the first report is out after one case's
+time instead of N.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import os
+import weakref
+from collections.abc import AsyncIterator
+from types import TracebackType
+
+__all__ = ["RunTurn", "Turns", "run_turn"]
+
+# Python code holds the GIL, so more than a couple of CPU steps at once only interleave them again;
+# a second slot lets one step run in C without the GIL (zlib, numpy, Pillow) while another runs Python.
+_SLOTS = max(1, min(2, os.cpu_count() or 1))
+_RANKS = itertools.count()
+_BY_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Turns] = weakref.WeakKeyDictionary()
+
+
+class Turns:
+    """Slots for CPU-bound steps, handed to the waiting step of the oldest run (lowest rank) first."""
+
+    def __init__(self, slots: int = _SLOTS) -> None:
+        if slots < 1:
+            raise ValueError(f"slots must be at least 1, got {slots}")
+        self._free = slots
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()  # equal ranks (one run's parallel steps) keep their arrival order
+
+    async def acquire(self, rank: int) -> None:
+        """Wait for a slot; a run of lower ``rank`` that is waiting too gets one first."""
+        if self._free and not self._waiting:
+            self._free -= 1
+            return
+        handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (rank, next(self._order), handed))
+        try:
+            await handed
+        except asyncio.CancelledError:
+            if handed.done() and not handed.cancelled():
+                self.release()  # the slot came just as the waiter was cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        """Give the slot to the oldest waiting run's step, or back to the free slots."""
+        while self._waiting:
+            _, _, handed = heapq.heappop(self._waiting)
+            if not handed.done():  # a cancelled waiter is skipped
+                handed.set_result(None)
+                return
+        self._free += 1
+
+
+class RunTurn:
+    """One run's place in its event loop's :class:`Turns`.
+
+    ``async with turn:`` holds a slot for the run's work; ``async with turn.away():`` inside it gives
+    the slot up while the run waits on another server, and takes one again (oldest run first) after.
+    """
+
+    def __init__(self, turns: Turns, rank: int) -> None:
+        self.turns = turns
+        self.rank = rank
+        self._held = False
+
+    async def __aenter__(self) -> None:
+        await self.turns.acquire(self.rank)
+        self._held = True
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._let_go()
+
+    @contextlib.asynccontextmanager
+    async def away(self) -> AsyncIterator[None]:
+        """Without a slot for the block: the run waits on a server, and other runs compute meanwhile."""
+        self._let_go()
+        try:
+            yield
+        finally:
+            await self.turns.acquire(self.rank)  # cancelled here, the run holds no slot and gives none back
+            self._held = True
+
+    def _let_go(self) -> None:
+        if self._held:
+            self._held = False
+            self.turns.release()
+
+
+def run_turn() -> RunTurn:
+    """A new run's turn in the running event loop's turns, ranked after every run started before it."""
+    loop = asyncio.get_running_loop()
+    turns = _BY_LOOP.get(loop)
+    if turns is None:
+        turns = _BY_LOOP[loop] = Turns()
+    return RunTurn(turns, next(_RANKS))

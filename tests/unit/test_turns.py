@@ -1,0 +1,178 @@
+"""okaflow._turns: CPU steps of concurrent runs take turns, oldest run first."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from okaflow._turns import RunTurn, Turns, run_turn
+
+
+async def _one_slot_taken(order: list[object]) -> tuple[Turns, Callable[..., Awaitable[None]]]:
+    """Turns of one slot, held by a step of run 0, and a step that notes its name (or rank) when it runs."""
+    turns = Turns(slots=1)
+    await turns.acquire(0)
+
+    async def step(rank: int, name: object = None) -> None:
+        async with RunTurn(turns, rank):
+            order.append(rank if name is None else name)
+
+    return turns, step
+
+
+def test_a_freed_slot_goes_to_the_oldest_waiting_run_not_the_first_to_ask() -> None:
+    async def scenario() -> list[object]:
+        order: list[object] = []
+        turns, step = await _one_slot_taken(order)
+
+        # Runs 5, 3, 4 and 1 ask in that order while the slot is taken.
+        waiting = [asyncio.create_task(step(rank)) for rank in (5, 3, 4, 1)]
+        await asyncio.sleep(0)
+        turns.release()
+        await asyncio.gather(*waiting)
+        return order
+
+    assert asyncio.run(scenario()) == [1, 3, 4, 5]
+
+
+def test_steps_of_one_run_keep_their_order() -> None:
+    async def scenario() -> list[object]:
+        order: list[object] = []
+        turns, step = await _one_slot_taken(order)
+        waiting = [asyncio.create_task(step(2, name)) for name in ("first", "second", "third")]
+        await asyncio.sleep(0)
+        turns.release()
+        await asyncio.gather(*waiting)
+        return order
+
+    assert asyncio.run(scenario()) == ["first", "second", "third"]
+
+
+def test_slots_run_steps_side_by_side_up_to_their_number() -> None:
+    async def scenario() -> int:
+        turns, busy, most = Turns(slots=2), 0, 0
+
+        async def step(rank: int) -> None:
+            nonlocal busy, most
+            async with RunTurn(turns, rank):
+                busy += 1
+                most = max(most, busy)
+                await asyncio.sleep(0.01)
+                busy -= 1
+
+        await asyncio.gather(*(step(rank) for rank in range(6)))
+        return most
+
+    assert asyncio.run(scenario()) == 2
+
+
+def test_a_cancelled_waiter_loses_its_place_and_keeps_no_slot() -> None:
+    async def scenario() -> list[object]:
+        order: list[object] = []
+        turns, step = await _one_slot_taken(order)
+
+        gone, later = asyncio.create_task(step(1)), asyncio.create_task(step(2))
+        await asyncio.sleep(0)
+        gone.cancel()
+        await asyncio.sleep(0)
+        turns.release()
+        await later
+        # Both slots' worth of work is free again: a new step runs at once.
+        await asyncio.wait_for(turns.acquire(9), timeout=1)
+        return order
+
+    assert asyncio.run(scenario()) == [2]
+
+
+def test_a_waiter_cancelled_just_as_the_slot_reached_it_passes_the_slot_on() -> None:
+    async def scenario() -> list[object]:
+        order: list[object] = []
+        turns, step = await _one_slot_taken(order)
+
+        unlucky, next_in_line = asyncio.create_task(step(1)), asyncio.create_task(step(2))
+        await asyncio.sleep(0)
+        turns.release()  # hands the slot to run 1, whose task has not resumed yet...
+        unlucky.cancel()  # ...and is cancelled before it does
+        await asyncio.wait_for(next_in_line, timeout=1)
+        with pytest.raises(asyncio.CancelledError):
+            await unlucky
+        return order
+
+    assert asyncio.run(scenario()) == [2]
+
+
+def test_runs_are_ranked_by_start_within_their_event_loop() -> None:
+    async def scenario() -> tuple[RunTurn, RunTurn]:
+        return run_turn(), run_turn()
+
+    first, second = asyncio.run(scenario())
+    assert first.rank < second.rank
+    assert first.turns is second.turns
+    (other, _) = asyncio.run(scenario())
+    assert other.turns is not first.turns  # asyncio futures belong to one loop: each loop has its own turns
+
+
+def test_no_slots_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        Turns(slots=0)
+
+
+def test_a_run_waiting_on_a_server_lets_others_compute_and_then_comes_first() -> None:
+    async def scenario() -> list[str]:
+        turns, order = Turns(slots=1), []
+        old, young = RunTurn(turns, 0), RunTurn(turns, 1)
+        answer = asyncio.Event()
+
+        async def old_run() -> None:
+            async with old:
+                order.append("old prepares")
+                async with old.away():
+                    await answer.wait()  # the model call
+                order.append("old reports")
+
+        async def young_run() -> None:
+            async with young:
+                order.append("young prepares")
+                answer.set()  # the old run's answer arrives while the young one computes
+                await asyncio.sleep(0)
+                order.append("young still has the slot")
+                async with young.away():
+                    await asyncio.sleep(0.01)
+                order.append("young reports")
+
+        await asyncio.gather(old_run(), young_run())
+        return order
+
+    assert asyncio.run(scenario()) == [
+        "old prepares",
+        "young prepares",
+        "young still has the slot",
+        "old reports",
+        "young reports",
+    ]
+
+
+def test_cancelled_while_taking_its_slot_back_a_run_gives_back_nothing() -> None:
+    async def scenario() -> None:
+        turns = Turns(slots=1)
+        blocker, run = RunTurn(turns, 0), RunTurn(turns, 1)
+
+        async def waits_then_is_cancelled() -> None:
+            async with run, run.away():
+                await blocker.__aenter__()  # another run takes the slot meanwhile
+
+        task = asyncio.create_task(waits_then_is_cancelled())
+        await asyncio.sleep(0.01)  # run is now waiting to take its slot back
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await blocker.__aexit__(None, None, None)
+        await asyncio.wait_for(turns.acquire(5), timeout=1)  # the one slot is free again...
+        waiting = asyncio.create_task(turns.acquire(6))
+        await asyncio.sleep(0.01)
+        assert not waiting.done()  # ...and there is only one: the cancelled run released nothing twice
+        waiting.cancel()
+
+    asyncio.run(scenario())
