@@ -77,6 +77,8 @@ _RETRYABLE_TRANSPORT = (
 # Failures that happen before a request can have reached the server: repeating such a request is always safe.
 _UNSENT_TRANSPORT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _MAX_BODY_IN_MESSAGE = 500
+# Jitter for retry delays, seeded once: a generator per call cost a read of the OS's entropy per request.
+_JITTER = random.Random()
 # vLLM: "At most 1 image(s) may be provided in one prompt."
 _IMAGE_LIMIT = re.compile(r"at most \d+ image", re.IGNORECASE)
 
@@ -294,7 +296,7 @@ def retry_loop(
     ``attempt`` sends once and returns the response, whose body must be readable (``.text``) when its
     status is not 2xx; a retryable transport failure it raises is retried like a retryable status.
     """
-    rng = rng or random.Random()
+    rng = rng or _JITTER
     for number in range(call.policy.max_retries + 1):
         last = number == call.policy.max_retries
         try:
@@ -320,7 +322,7 @@ async def aretry_loop(
     rng: random.Random | None,
 ) -> httpx.Response:
     """The async twin of :func:`retry_loop`."""
-    rng = rng or random.Random()
+    rng = rng or _JITTER
     for number in range(call.policy.max_retries + 1):
         last = number == call.policy.max_retries
         try:

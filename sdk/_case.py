@@ -251,7 +251,9 @@ class Case:
         from okaflow.tools.imaging import image_evidence
 
         rows = [*self.patient.evidence(), *(image_evidence(i) for i in self.images)]
-        return [r.model_copy(update={"source": self.portable_source(r.source)}) for r in rows]
+        # Rows share a handful of sources (the bundle, each image file): each is resolved on disk once.
+        portable = {source: self.portable_source(source) for source in {r.source for r in rows}}
+        return [r.model_copy(update={"source": portable[r.source]}) for r in rows]
 
     def portable_source(self, source: str | None) -> str | None:
         """``source`` as the record names it on any machine: relative to the case folder, ``pydicom:NAME``
