@@ -17,7 +17,11 @@ Two layouts of the one machine (``--cores``):
   server as busy as raw requests do.
 * ``shared``: server and agent on every core. The agent's own CPU work (case loading, DICOM
   rendering, checkpoints, the report) is taken from the engine; with a tiny model that answers in
-  milliseconds, this measures the machine more than okaflow.
+  milliseconds, this measures the machine more than okaflow. ``arun`` sends each run's request as soon
+  as its case is prepared (oldest run first, see ``okaflow._turns``), so the agent prepares later cases
+  while the engine works on earlier ones: on a server of its own that is the point, but here the two
+  compete for the same cores, and vLLM-CPU's OpenMP threads slow down sharply when anything else runs
+  beside them. A GPU server needs one core for its engine loop, not every core.
 
 The last column, the agent with no model at all, is how many cases a second the agent's own work
 allows on the cores it has.
