@@ -42,10 +42,10 @@ from okaflow.workflows import Workflow, get_workflow
 
 __all__ = ["create_oka_agent"]
 
-# Nodes that mostly wait on other servers (an image generator, the sinks' EHR and PACS): under okaflow.arun
-# they run without the run's CPU slot, so other runs compute meanwhile. analyze does the same for its
-# model calls only.
-_WAIT_ON_SERVERS = frozenset({"generate", "publish"})
+# Nodes that may wait on other servers (a caller's retriever or tools, an image generator, the sinks' EHR and
+# PACS): under okaflow.arun they run without the run's CPU slot, so a slow server never holds other runs up.
+# analyze does the same around its model calls only.
+_WAIT_ON_SERVERS = frozenset({"knowledge", "tools", "generate", "publish"})
 
 
 def create_oka_agent(

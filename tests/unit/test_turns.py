@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from okaflow._turns import RunTurn, Turns, run_turn
+from okaflow._errors import ConfigurationError
+from okaflow._turns import RunTurn, Turns, configured_slots, run_turn
 
 
 async def _one_slot_taken(order: list[object]) -> tuple[Turns, Callable[..., Awaitable[None]]]:
@@ -114,9 +115,45 @@ def test_runs_are_ranked_by_start_within_their_event_loop() -> None:
     assert other.turns is not first.turns  # asyncio futures belong to one loop: each loop has its own turns
 
 
-def test_no_slots_is_refused() -> None:
-    with pytest.raises(ValueError, match="at least 1"):
-        Turns(slots=0)
+def test_negative_slots_are_refused() -> None:
+    with pytest.raises(ValueError, match="0 \\(no turns\\) or more"):
+        Turns(slots=-1)
+
+
+def test_zero_slots_means_no_turns_every_step_runs_at_once() -> None:
+    async def scenario() -> None:
+        turns = Turns(slots=0)
+        await asyncio.wait_for(asyncio.gather(*(turns.acquire(rank) for rank in range(50))), timeout=1)
+        turns.release()  # nothing to give back, nothing to break
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("value", "slots"), [("", 2), ("0", 0), (" 3 ", 3)])
+def test_the_environment_sets_the_slots(monkeypatch: pytest.MonkeyPatch, value: str, slots: int) -> None:
+    monkeypatch.setattr("okaflow._turns._DEFAULT_SLOTS", 2)
+    monkeypatch.setenv("OKAFLOW_CPU_SLOTS", value)
+    assert configured_slots() == slots
+
+
+@pytest.mark.parametrize("value", ["-1", "two", "1.5", "\u00b2"])
+def test_a_malformed_slot_count_is_a_configuration_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("OKAFLOW_CPU_SLOTS", value)
+    with pytest.raises(ConfigurationError, match="OKAFLOW_CPU_SLOTS must be a whole number") as info:
+        configured_slots()
+    assert "model server runs on okaflow's cores" in str(info.value.hint)
+
+
+def test_a_new_event_loop_reads_the_slots_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> bool:
+        turn = run_turn()
+        await asyncio.wait_for(asyncio.gather(*(turn.turns.acquire(rank) for rank in range(10))), timeout=1)
+        return True
+
+    monkeypatch.setenv("OKAFLOW_CPU_SLOTS", "0")
+    assert asyncio.run(scenario())
 
 
 def test_a_run_waiting_on_a_server_lets_others_compute_and_then_comes_first() -> None:
