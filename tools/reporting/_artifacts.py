@@ -8,14 +8,13 @@ and a file that no longer matches its name is detectably corrupt.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
 from okaflow._errors import RunDirectoryError
+from okaflow._files import write_new
 from okaflow._png import png_bytes
 from okaflow.tools.reporting._model import ArtifactRef
 
@@ -82,10 +81,9 @@ class ArtifactStore:
         rel = f"{self.subdir}/{digest}.{suffix}"
         target = self.base_dir / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.exists():
-            _write_new(target, data)
-        # Whether we wrote it or found it, the file must hold exactly these bytes.
-        if target.read_bytes() != data:
+        created = not target.exists() and write_new(target, data)
+        # A file that was there already (or that another writer made meanwhile) must hold exactly these bytes.
+        if not created and target.read_bytes() != data:
             raise RunDirectoryError(
                 f"artifact {target} exists with content that does not match its name; "
                 "the run directory is corrupt — delete that file and run again"
@@ -132,26 +130,3 @@ def read_ref(base_dir: Path, ref: ArtifactRef) -> bytes:
     if hashlib.sha256(data).hexdigest() != ref.sha256:
         raise RunDirectoryError(f"artifact {path} does not match its recorded sha256 {ref.sha256[:12]}…")
     return data
-
-
-def _write_new(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` atomically, never replacing an existing file."""
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide artifacts from anyone sharing the run
-        try:
-            # link() fails if the target exists, so a concurrent writer's file is never replaced.
-            os.link(tmp, target)
-        except FileExistsError:
-            pass
-        except OSError:
-            # Filesystems without hard links: fall back to rename (same content by construction).
-            if not target.exists():
-                os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
