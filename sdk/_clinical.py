@@ -48,7 +48,7 @@ def status_error(
     """The typed error for an HTTP error status from a PACS or EHR server.
 
     Args:
-        system: ``"FHIR"`` or ``"DICOMweb"``, named in the message.
+        system: ``"FHIR"``, ``"DICOMweb"`` or ``"SMART"`` (a token endpoint), named in the message.
         method, url, status_code, reason, body: What was asked and what answered.
         response: The library's response object, kept on the error.
         attempts: How many attempts were made (named when more than one).
@@ -74,7 +74,11 @@ def status_error(
         hint = "the credentials are valid but not for this: ask for the scopes it needs (e.g. system/*.read)"
     elif status_code == 404:
         cls = ClinicalNotFoundError
-        hint = "check the id and the base URL (a FHIR base usually ends in /fhir or /R4, DICOMweb in /dicom-web)"
+        hint = (
+            "no token endpoint there: check token_url= (or the server's .well-known/smart-configuration)"
+            if system == "SMART"
+            else "check the id and the base URL (a FHIR base usually ends in /fhir or /R4, DICOMweb in /dicom-web)"
+        )
     elif status_code in (400, 409, 412, 422):
         cls = ClinicalRejectedError
         hint = (

@@ -238,7 +238,8 @@ class FHIRClient(Closing):
         try:
             response = self._send(f"{self.base_url}/{path}", headers=conditions, not_modified_ok=bool(conditions))
         except ClinicalNotFoundError as exc:
-            if resource_type == "Patient":
+            # Only the FHIR server's own 404 says the patient is missing (not a token endpoint's, say).
+            if resource_type == "Patient" and exc.system == "FHIR":
                 raise patient_not_found(exc, resource_id) from None
             raise
         etag, modified = response.headers.get("etag"), response.headers.get("last-modified")
@@ -267,6 +268,8 @@ class FHIRClient(Closing):
         try:
             return list(self._paged(f"Patient/{patient_id}/$everything", {}))
         except ClinicalNotFoundError as exc:
+            if exc.system != "FHIR":
+                raise
             raise patient_not_found(exc, patient_id) from None
 
     def find_patient_ids(self, identifier: str, *, system: str | None = None) -> list[str]:

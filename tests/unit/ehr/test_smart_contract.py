@@ -224,6 +224,10 @@ def test_a_token_endpoint_that_is_missing_or_down_is_not_called_a_refusal() -> N
         return httpx.Response(404, text="no such endpoint")
 
     client = FHIRClient(BASE, auth=auth, http_client=httpx.Client(transport=httpx.MockTransport(missing)))
-    with client, pytest.raises(okaflow.ClinicalNotFoundError) as info:
-        client.read("Patient", "p1")
-    assert not isinstance(info.value, okaflow.TokenRequestError) and info.value.url == TOKEN_URL
+    with client:
+        for read in (lambda: client.read("Patient", "p1"), lambda: client.everything("p1")):
+            with pytest.raises(okaflow.ClinicalNotFoundError) as info:
+                read()
+            # Not a refusal of the client, and not a missing patient: the token URL is wrong.
+            assert not isinstance(info.value, okaflow.TokenRequestError | okaflow.PatientNotFoundError)
+            assert info.value.url == TOKEN_URL and "token_url=" in str(info.value.hint)
