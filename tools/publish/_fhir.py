@@ -185,8 +185,8 @@ class FHIRSink:
                 "the FHIR server stored the report but did not say where (no location in its answer)",
                 system="FHIR",
                 url=str(without_credentials(self.client.base_url)),
-                hint="the report is on the server: search DiagnosticReport?identifier=urn:okaflow:run|"
-                f"{writeback.thread_id}",
+                hint="the report is on the server: publish the run again, which finds it (DiagnosticReport?identifier="
+                f"{RUN_SYSTEM}|{writeback.thread_id}), sends nothing and records where it is",
             )
         url = _absolute(str(without_credentials(self.client.base_url)), report_location.split("/_history")[0])
         _write_record(

@@ -196,6 +196,35 @@ def test_the_sink_keeps_only_links_the_server_has_and_records_what_it_stored(tmp
     assert actions[-1] == "transaction" and "search" in actions
 
 
+class ForgetfulEHR(MockEHR):
+    """Stores the transaction but answers without the report's location; finds the report by identifier after."""
+
+    stored = False
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            self.requests.append(request)
+            self.stored = True
+            sent = len(json.loads(request.content)["entry"])
+            answer = {"resourceType": "Bundle", "type": "transaction-response"}
+            return httpx.Response(200, json={**answer, "entry": [{"response": {"status": "201 Created"}}] * sent})
+        if self.stored and request.url.path.endswith("/DiagnosticReport"):
+            self.requests.append(request)
+            hit = {"resource": {"resourceType": "DiagnosticReport", "id": "dr9"}}
+            return httpx.Response(200, json={"resourceType": "Bundle", "type": "searchset", "entry": [hit]})
+        return super().__call__(request)
+
+
+def test_a_report_stored_without_its_location_is_found_by_publishing_again_as_the_hint_says(tmp_path: Path) -> None:
+    run, ehr = make_run(tmp_path / "run"), ForgetfulEHR()
+    sink = FHIRSink(ehr.client(), patient="Patient/p1")
+    with pytest.raises(okaflow.ClinicalResponseError, match="did not say where") as info:
+        sink.publish(run, {})
+    assert "publish the run again" in str(info.value.hint)
+    assert sink.publish(run, {}) == "https://ehr.test/fhir/DiagnosticReport/dr9 (published before; nothing sent)"
+    assert len([r for r in ehr.requests if r.method == "POST"]) == 1
+
+
 def test_an_r5_server_is_sent_document_references(tmp_path: Path) -> None:
     ehr = MockEHR("5.0.0")
     FHIRSink(ehr.client(), patient="p1").publish(make_run(tmp_path / "run"), {})
