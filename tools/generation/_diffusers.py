@@ -336,9 +336,7 @@ class DiffusersGenerator:
         else:
             if prompt is None:
                 raise ConfigurationError(f"text-to-image with {self.pipeline_class} needs a prompt")
-            asked = typed.requested_size()
-            default = _sample_size(pipe) * int(getattr(pipe, "vae_scale_factor", 8))
-            size = asked or (default, default)
+            size = typed.requested_size() or _default_size(pipe)
         if self.limits is not None:
             self.limits.check(size, what="the requested text-to-image size")
         kwargs, used = self._common(
@@ -424,6 +422,12 @@ class DiffusersGenerator:
             seeds=[i.seed for i in items],
         )
         return out, captions, used
+
+
+def _default_size(pipe: Any) -> tuple[int, int]:
+    """The pixel size a latent pipeline generates when none is asked: its sample size times the VAE's scale."""
+    side = _sample_size(pipe) * int(getattr(pipe, "vae_scale_factor", 8))
+    return side, side
 
 
 def _sample_size(pipe: Any) -> int:

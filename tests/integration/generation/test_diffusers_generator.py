@@ -183,6 +183,19 @@ def test_parameters_a_pipeline_does_not_take_are_refused_not_dropped(
         )
 
 
+def test_a_pipeline_that_does_not_say_its_size_generates_the_size_asked(
+    generators: Gens, images: dict[str, MedicalImage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unknown(pipe: object) -> int:
+        raise ConfigurationError("does not say the size it generates", hint="pass width= and height= with the request")
+
+    monkeypatch.setattr("okaflow.tools.generation._diffusers._sample_size", unknown)
+    done = generators["sd"].generate(TextToImage(prompt="x", modality="CT", width=64, height=48), images)
+    assert done.params_used["size"] == [64, 48]
+    with pytest.raises(ConfigurationError, match="does not say the size"):
+        generators["sd"].generate(TextToImage(prompt="x", modality="CT"), images)
+
+
 def test_unimedvl_size_limits_unless_the_generator_declares_others(
     generators: Gens, images: dict[str, MedicalImage], tiny_pipelines: dict[str, Path]
 ) -> None:
