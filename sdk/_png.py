@@ -19,11 +19,10 @@ import zlib
 import numpy as np
 from PIL import Image
 
-__all__ = ["PNG_MODES", "png_bytes"]
+__all__ = ["png_bytes"]
 
-# Modes PNG stores as they are, with their colour type and bit depth. Anything else is converted
-# (palette, bilevel, CMYK, YCbCr) or refused (32-bit integer and float: those need a display window).
-PNG_MODES = {
+# Modes PNG stores as they are, with their colour type and bit depth.
+_NATIVE = {
     "L": (0, 8),
     "LA": (4, 8),
     "RGB": (2, 8),
@@ -31,7 +30,12 @@ PNG_MODES = {
     "I;16": (0, 16),
     "I;16B": (0, 16),
     "I;16L": (0, 16),
+    "I;16N": (0, 16),
 }
+# Modes converted first, without loss of what PNG can hold (a palette becomes RGB, or RGBA when it has
+# transparency). Any other mode is refused: 32-bit integer and float need a display window, and Pillow's
+# LAB and HSV conversions are not colorimetric.
+_CONVERTED = {"1": "L", "La": "LA", "PA": "RGBA", "RGBa": "RGBA", "RGBX": "RGB", "CMYK": "RGB", "YCbCr": "RGB"}
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _UP = 2  # PNG filter type 2: each byte minus the byte above it (the first row's "above" is zeros)
 _LEVEL = 2
@@ -45,15 +49,15 @@ def png_bytes(img: Image.Image) -> bytes:
     """Encode an image as PNG bytes that depend only on its pixels.
 
     Args:
-        img: Any 8-bit image (palette, bilevel and CMYK ones are converted to L, RGB or RGBA first), or a
-            16-bit greyscale one (``I;16``), which keeps its 16 bits.
+        img: An 8-bit image (palette, bilevel, CMYK, YCbCr and premultiplied ones are converted to L, LA,
+            RGB or RGBA first), or a 16-bit greyscale one (``I;16``), which keeps its 16 bits.
 
     Returns:
         The PNG file content.
 
     Raises:
-        ValueError: ``img`` is a 32-bit integer or float image, which has no faithful PNG form, or it
-            has no pixels.
+        ValueError: ``img`` is a 32-bit integer or float image, which has no faithful PNG form, a mode
+            PNG cannot hold without a colour conversion okaflow will not guess, or it has no pixels.
     """
     if img.mode in {"I", "F"}:
         raise ValueError(
@@ -62,10 +66,13 @@ def png_bytes(img: Image.Image) -> bytes:
         )
     if img.width == 0 or img.height == 0:
         raise ValueError(f"cannot store an image of {img.width}x{img.height} pixels as PNG: it has no pixels")
-    if img.mode not in PNG_MODES:
-        has_alpha = img.mode in {"PA", "RGBa", "La"} or "transparency" in img.info
-        img = img.convert("RGBA" if has_alpha else ("L" if img.mode == "1" else "RGB"))
-    colour_type, depth = PNG_MODES[img.mode]
+    if img.mode == "P":
+        img = img.convert("RGBA" if img.has_transparency_data else "RGB")
+    elif img.mode in _CONVERTED:
+        img = img.convert(_CONVERTED[img.mode])
+    elif img.mode not in _NATIVE:
+        raise ValueError(f"cannot store a mode {img.mode!r} image as PNG: convert it to RGB (or L) first")
+    colour_type, depth = _NATIVE[img.mode]
     pixels = np.asarray(img)
     if depth == 16:
         pixels = pixels.astype(">u2", copy=False)  # PNG stores 16-bit samples big-endian

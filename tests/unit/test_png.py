@@ -80,6 +80,23 @@ def test_modes_png_lacks_are_converted_and_alpha_is_kept() -> None:
     assert _read(png_bytes(palette)).getpixel((0, 0)) == (200, 10, 20, 0)
     cmyk = Image.new("CMYK", (3, 3), (0, 255, 255, 0))
     assert _read(png_bytes(cmyk)).getpixel((1, 1)) == (255, 0, 0)
+    rgba_palette = Image.new("P", (2, 2), 0)  # alpha in the palette itself, no info["transparency"]
+    rgba_palette.putpalette([10, 20, 30, 40] * 256, "RGBA")
+    assert _read(png_bytes(rgba_palette)).getpixel((0, 0)) == (10, 20, 30, 40)
+    premultiplied = Image.new("LA", (2, 2), (80, 255)).convert("La")
+    assert _read(png_bytes(premultiplied)).getpixel((0, 0)) == (80, 255)
+
+
+def test_sixteen_bit_native_order_keeps_its_bits() -> None:
+    values = np.array([[1, 300], [40000, 65535]], dtype=np.uint16)
+    native = Image.frombytes("I;16N", (2, 2), values.tobytes())
+    np.testing.assert_array_equal(np.asarray(_read(png_bytes(native))), values)
+
+
+@pytest.mark.parametrize("mode", ["LAB", "HSV"])
+def test_modes_without_a_faithful_conversion_are_refused_not_guessed(mode: str) -> None:
+    with pytest.raises(ValueError, match=f"mode '{mode}' image as PNG: convert it to RGB"):
+        png_bytes(Image.new(mode, (2, 2)))
 
 
 @pytest.mark.parametrize("mode", ["I", "F"])
