@@ -50,6 +50,7 @@
     ├── PublishError                a report cannot be written to a sink as asked (nothing was written)
     ├── AgentError                  the agent graph cannot run
     │   └── RunDirectoryError       the run directory is unusable (exists and is not a run)
+    │       └── RunAwaitingApprovalError  the run waits at its approval gate: answer it, do not resume it
     └── ReplayError                 a recorded run cannot be replayed as recorded
         ├── ReplayInputsChangedError  the case files or okaflow's version differ from the record
         └── ReplayMismatchError     the replay asked the model for something the record does not hold
@@ -117,6 +118,7 @@ __all__ = [
     "ReplayError",
     "ReplayInputsChangedError",
     "ReplayMismatchError",
+    "RunAwaitingApprovalError",
     "RunDirectoryError",
     "TokenRequestError",
     "UnsupportedImageError",
@@ -537,6 +539,18 @@ class AgentError(OkaflowError):
 
 class RunDirectoryError(AgentError):
     """The run directory cannot be used."""
+
+
+class RunAwaitingApprovalError(RunDirectoryError):
+    """The run waits at its approval gate, so there is nothing to resume: answer it with ``okaflow.approve``.
+
+    Attributes:
+        result: The run as it stands (an ``okaflow.RunResult`` with status ``"awaiting_approval"``).
+    """
+
+    def __init__(self, message: str, *, result: object, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.result = result
 
 
 class ReplayError(OkaflowError):

@@ -56,6 +56,7 @@ from okaflow._errors import (
     ClinicalStatusError,
     ClinicalTimeoutError,
     ConfigurationError,
+    RunAwaitingApprovalError,
     RunDirectoryError,
 )
 from okaflow._files import write_atomic, write_text_atomic
@@ -421,14 +422,13 @@ class ListenService(Closing):
         from okaflow._listen_case import write_job_case
         from okaflow._record import final_state, read_manifest
         from okaflow._resume import resume
-        from okaflow._run import RunResult, run
+        from okaflow._run import run
 
         case_dir = folder / "case"
         with contextlib.ExitStack() as stack:
             sinks = self._job_sinks(stack)
             previous = Path(job.run_dir) if job.run_dir else None
             if previous is not None and (previous / RUN_MANIFEST).is_file():
-                manifest = read_manifest(previous)
                 try:
                     return resume(
                         previous,
@@ -437,13 +437,12 @@ class ListenService(Closing):
                         backend=self.run_options["backend"],
                         generator=self.run_options["generator"],
                     )
+                except RunAwaitingApprovalError as waiting:
+                    # Resume does not answer the gate: the run waiting there is the job's outcome, not a second run.
+                    return waiting.result
                 except RunDirectoryError:
-                    state = final_state(previous, manifest)
-                    if state:
-                        # A checkpoint, so not a run that never started: the one at the approval gate
-                        # (resume does not answer it). That is the job's outcome; a second run is not.
-                        paths = {k: Path(v) for k, v in state.get("report_paths", {}).items()}
-                        return RunResult(previous, "awaiting_approval", manifest["thread_id"], paths, state)
+                    if final_state(previous, read_manifest(previous)):
+                        raise  # the resumed run itself failed (a corrupt run directory): the job fails
                 # No checkpoint: it stopped before its first step, so it starts afresh.
             fhir = _fhir_client(self.fhir)
             if fhir is None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from okaflow._case import Case
-from okaflow._errors import ConfigurationError, RunDirectoryError
+from okaflow._errors import ConfigurationError, RunAwaitingApprovalError, RunDirectoryError
 from okaflow._record import (
     final_state,
     finished_prompt_hashes,
@@ -66,7 +66,8 @@ def resume(
 
     Raises:
         ReplayInputsChangedError: The case files or okaflow's version differ from the record.
-        RunDirectoryError: Not a run, or a run waiting for approval (use :func:`okaflow.approve`).
+        RunAwaitingApprovalError: The run waits for approval (answer it with :func:`okaflow.approve`).
+        RunDirectoryError: Not a run, or one with no checkpoint to resume from.
         ConfigurationError: The recorded backend cannot be rebuilt: pass ``backend=``.
     """
     path, manifest, loaded = open_record(run_dir, case, strict, "resumed")
@@ -92,8 +93,9 @@ def resume(
                 raise RunDirectoryError(f"run {path} has no checkpoint to resume from", hint="start it again")
             return _result(path, manifest["thread_id"], snapshot)
         if any(task.interrupts for task in snapshot.tasks):
-            raise RunDirectoryError(
+            raise RunAwaitingApprovalError(
                 f"run {path} is waiting for approval, not interrupted",
+                result=_result(path, manifest["thread_id"], snapshot),
                 hint="answer it with okaflow approve RUN CASE --yes|--no",
             )
         emit({"node": "resume", "summary": f"resuming before {', '.join(snapshot.next)}"})

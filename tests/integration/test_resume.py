@@ -84,8 +84,34 @@ def test_a_run_waiting_for_approval_is_pointed_to_approve(tmp_path: Path) -> Non
     sinks = [FolderSink(tmp_path / "pub")]
     paused = okaflow.run(CASE, out=tmp_path / "run", sinks=sinks)
     assert paused.status == "awaiting_approval"
-    with pytest.raises(RunDirectoryError, match="waiting for approval") as info:
+    with pytest.raises(okaflow.RunAwaitingApprovalError, match="waiting for approval") as info:
         okaflow.resume(tmp_path / "run", sinks=sinks)
-    assert "okaflow approve" in (info.value.hint or "")
+    assert isinstance(info.value, RunDirectoryError) and "okaflow approve" in (info.value.hint or "")
+    # The run as it stands comes with the refusal (what okaflow listen records as the job's outcome).
+    assert info.value.result.status == "awaiting_approval" and info.value.result.run_dir == paused.run_dir
+    assert info.value.result.report_paths == paused.report_paths
     with pytest.raises(ConfigurationError, match="was started to publish"):
         okaflow.resume(tmp_path / "run")  # nothing is published anywhere the run was not told about
+
+
+def test_listen_keeps_a_job_at_the_gate_but_fails_one_whose_resumed_run_breaks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    folder = tmp_path / "jobs" / "job-1"
+    shutil.copytree(CASE, folder / "case")
+    sinks = [FolderSink(tmp_path / "pub")]
+    paused = okaflow.run(folder / "case", out=folder / "runs" / "attempt-1", sinks=sinks)
+    service = okaflow.ListenService(tmp_path, sinks=sinks)
+    job = okaflow.Job(id="job-1", study_uid="1.2.3", run_dir=str(paused.run_dir))
+    kept = service._run_job(job, folder)
+    assert kept.status == "awaiting_approval" and kept.run_dir == paused.run_dir
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RunDirectoryError("artifact x.png exists with content that does not match its name")
+
+    # Any other refusal of a run that has checkpoints fails the job: it is not "awaiting approval".
+    monkeypatch.setattr("okaflow._resume.resume", broken)
+    with pytest.raises(RunDirectoryError, match="does not match its name"):
+        service._run_job(job, folder)
