@@ -392,9 +392,8 @@ def _backend_and_generator(
 def _check_generator_flags(args: argparse.Namespace) -> None:
     """The generation flags' combinations, refused before a backend or a pipeline is loaded."""
     kind = args.generator
-    if (kind is None or kind == "classical") and (
-        args.generation_model or args.generation_url or args.generation_steps
-    ):
+    model_flags = args.generation_model or args.generation_url or args.generation_steps
+    if kind not in ("diffusers", "endpoint") and model_flags:
         raise _UsageError(
             "--generation-model, --generation-url and --generation-steps need --generator diffusers|endpoint"
         )
@@ -683,15 +682,13 @@ def _cpu_list(text: str) -> list[int]:
     cpus: list[int] = []
     try:
         for part in text.split(","):
-            first, _, last = part.strip().partition("-")
-            start, stop = int(first), int(last or first)
+            first, dash, last = part.strip().partition("-")
+            start, stop = int(first), int(last) if dash else int(first)  # "3-" is a typo, not CPU 3
             if stop < start:
                 raise ValueError(part)  # 8-3 is a typo, not the empty range
             cpus += range(start, stop + 1)
     except ValueError:
         raise ConfigurationError(f"--cpus {text!r} is not a CPU list", hint="write it like 0-3,8") from None
-    if not cpus:
-        raise ConfigurationError(f"--cpus {text!r} names no CPU", hint="write it like 0-3,8")
     return cpus
 
 

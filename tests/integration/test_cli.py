@@ -154,6 +154,8 @@ def test_model_serve_and_check_fail_with_actionable_exit_codes(
     assert "like 0-3,8" in capsys.readouterr().err
     assert main(["model", "serve", str(tmp_path), "--cpus", "0,8-3"]) == 6  # refused, not read as CPU 0 alone
     assert "like 0-3,8" in capsys.readouterr().err
+    assert main(["model", "serve", str(tmp_path), "--cpus", "3-"]) == 6  # refused, not read as CPU 3
+    assert "like 0-3,8" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["run", str(tmp_path), "--", "--swap-space", "8"])
     assert "only `okaflow model serve`" in capsys.readouterr().err
@@ -174,4 +176,7 @@ def test_generation_flags_are_checked_before_a_model_is_loaded(
     assert "--generator diffusers needs --generation-model" in capsys.readouterr().err
     assert main([*args, "--generator", "painter"]) == EXIT_CODES["usage"]
     assert "unknown --generator 'painter'" in capsys.readouterr().err
+    for kind in ("none", "my_pkg.gen:make"):  # the flags would be ignored: refused instead
+        assert main([*args, "--generator", kind, "--generation-steps", "4"]) == EXIT_CODES["usage"]
+        assert "need --generator diffusers|endpoint" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
