@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Collection, Mapping, Sequence
@@ -31,6 +32,12 @@ from okaflow._errors import BackendConnectionError, ConfigurationError
 __all__ = ["VLLMServer", "free_port"]
 
 _LOG_TAIL_CHARS = 3000
+# Run by okaflow's own interpreter: pins itself, then becomes the server (exec keeps the affinity, and
+# everything vLLM starts inherits it). A preexec_fn would run Python in a child forked from a process
+# that may have threads (arun's workers), which Python's documentation warns can deadlock.
+_PINNED_EXEC = (
+    "import os, sys; os.sched_setaffinity(0, map(int, sys.argv[1].split(','))); os.execvp(sys.argv[2], sys.argv[2:])"
+)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -183,15 +190,16 @@ class VLLMServer:
             **({"VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, pinned))} if pinned else {}),
             **self.env,
         }
+        command = self.command()
+        if pinned is not None:
+            command = [sys.executable, "-c", _PINNED_EXEC, ",".join(map(str, pinned)), *command]
         self._process = subprocess.Popen(
-            self.command(),
+            command,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
             start_new_session=True,  # stop() signals the whole group: vLLM forks an engine process
-            # Set in the child before exec, so the engine process vLLM forks inherits it.
-            preexec_fn=(lambda: os.sched_setaffinity(0, pinned)) if pinned is not None else None,
         )
         try:
             self.wait_ready()
