@@ -187,7 +187,14 @@ def _trend_blocks(p: PatientContext, ctx: RunContext) -> list[Block]:
         units = {o.unit for o in points}
         if len(units) > 1:
             continue  # mixed units would draw a false trend; the table above still lists the values
-        ref = ctx.artifacts.put_image(plot_observation_trend(points))
+        try:
+            plot = plot_observation_trend(points)
+        except ValueError as exc:  # values no axis can show: said where the plot would be
+            blocks.append(
+                TextBlock(text=f"{points[-1].text}: no trend plot, because {exc}.", cites=[o.id for o in points])
+            )
+            continue
+        ref = ctx.artifacts.put_image(plot)
         caption = f"{points[-1].text} over time ({len(points)} values, {points[0].effective} to {points[-1].effective})"
         blocks.append(FigureBlock(image=ref, caption=caption, cites=[o.id for o in points]))
     return [HeadingBlock(text="Laboratory and vital-sign trends", level=2), *blocks] if blocks else []

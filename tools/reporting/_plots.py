@@ -234,6 +234,9 @@ def _draw_trend(
     usable = [f for f in facts if f.value is not None and f.effective]
     if not usable:
         raise ValueError("no observation has both a numeric value and an effective date")
+    for f in usable:
+        if not math.isfinite(float(f.value or 0)):
+            raise ValueError(f"{f.id} has the value {f.value}, which no axis can place")
     units = sorted({f.unit or "" for f in usable})
     if len(units) > 1:
         # Plotting mg/dL and mmol/L on one axis would draw a false trend; convert first.
@@ -246,6 +249,8 @@ def _draw_trend(
     bounds = [b for b in (low, high) if b is not None]
     ys = [p.value for p in pts]
     lo, hi = min([*ys, *bounds]), max([*ys, *bounds])
+    if not math.isfinite(hi - lo):
+        raise ValueError(f"the values span {lo:g} to {hi:g}, more than one axis can show")
     # Keep the whole band and every point (with room for its H/L mark) in view.
     margin = (hi - lo) * 0.15 or abs(hi) * 0.1 or 1.0
     y0, y1 = lo - margin, hi + margin

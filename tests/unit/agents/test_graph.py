@@ -340,3 +340,23 @@ def test_async_run_pauses_at_the_approval_gate(ct_pair_case: Case, tmp_path: Pat
     assert paused.status == "awaiting_approval"
     assert (tmp_path / "run" / "report.html").exists()
     assert not (tmp_path / "published").exists()
+
+
+def test_a_series_no_axis_can_show_is_said_in_the_report_instead_of_ending_the_run(tmp_path: Path) -> None:
+    import math
+
+    from okaflow.tools.fhir import ObservationFact, PatientContext
+
+    points = [
+        ObservationFact(
+            id=f"Observation/v-{i}", text="Viral load", value=v, unit="copies/mL", effective=f"2026-0{i + 1}-01"
+        )
+        for i, v in enumerate([1200.0, math.inf])
+    ]
+    case = Case.from_objects(PatientContext(fhir_version="R4", observations=points), [], task="trend?")
+    result = run(case, out=tmp_path / "run")
+    said = [b for b in result.report.blocks if b.type == "text" and "no trend plot" in b.text]
+    assert [b.text for b in said] == [
+        "Viral load: no trend plot, because Observation/v-1 has the value inf, which no axis can place."
+    ]
+    assert said[0].cites == ["Observation/v-0", "Observation/v-1"]
