@@ -16,6 +16,7 @@ from typing import Any
 from okaflow._case import Case
 from okaflow._constants import RUN_MANIFEST
 from okaflow._errors import ConfigurationError, ReplayInputsChangedError, RunDirectoryError
+from okaflow._files import write_text_atomic
 from okaflow._version import __version__
 from okaflow.model_backend import MODEL_CALLS, UnderstandingBackend
 
@@ -38,8 +39,9 @@ _LIMITS = ("max_tokens", "max_claims", "max_claim_chars")
 
 
 def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
-    """Write a run directory's ``run.json`` (sorted keys, so the same run gives the same bytes)."""
-    (run_dir / RUN_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+    """Write a run directory's ``run.json`` whole or not at all (it is also rewritten in place, by export and
+    import), with sorted keys, so the same run gives the same bytes."""
+    write_text_atomic(run_dir / RUN_MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
