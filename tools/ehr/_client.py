@@ -386,16 +386,13 @@ class FHIRClient(Closing):
         action: AuditAction | None = None,
         resource: str | None = None,
     ) -> httpx.Response:
-        def once() -> httpx.Response:
-            return self._send_once(url, method, body, headers or {}, not_modified_ok)
-
         if resource is None:
             resource = url[len(self.base_url) :].lstrip("/") if url.startswith(self.base_url) else url
         if action is None:
             action = "search" if "?" in resource or "/" not in resource.split("?")[0] else "read"
         endpoint = str(without_credentials(self.base_url))
         with watched(self.audit, action, system="FHIR", endpoint=endpoint, resource=resource) as entry:
-            response = once()
+            response = self._send_once(url, method, body, headers or {}, not_modified_ok)
             entry["status"] = response.status_code
             if method == "POST" and response.headers.get("location"):
                 entry["detail"] = f"location {response.headers['location']}"

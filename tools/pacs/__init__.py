@@ -30,7 +30,7 @@ from okaflow.tools.pacs._dicomweb import EXPLICIT_VR_LITTLE_ENDIAN_FRAMES, DICOM
 from okaflow.tools.pacs._dimse import DIMSEClient
 from okaflow.tools.pacs._models import Instance, Series, Study, check_uid
 from okaflow.tools.pacs._scp import IncomingInstance, StorageSCP
-from okaflow.tools.pacs._writeback import SRKind, Writeback, build_writeback, check_sr_kind, writeback_uid
+from okaflow.tools.pacs._writeback import SRKind, Writeback, build_writeback, writeback_uid
 
 __all__ = [
     "EXPLICIT_VR_LITTLE_ENDIAN_FRAMES",
@@ -44,7 +44,6 @@ __all__ = [
     "Study",
     "Writeback",
     "build_writeback",
-    "check_sr_kind",
     "check_uid",
     "writeback_uid",
 ]

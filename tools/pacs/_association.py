@@ -319,6 +319,7 @@ def check_aet(value: str, name: str) -> str:
     """DICOM AE titles: 1 to 16 characters, no backslash or control characters, not only spaces."""
     if not value.strip() or len(value) > 16 or "\\" in value or any(ord(c) < 32 for c in value):
         raise ConfigurationError(
-            f"{name} {value!r} is not a DICOM AE title", hint="1 to 16 characters, no backslash, not only spaces"
+            f"{name} {value!r} is not a DICOM AE title",
+            hint="1 to 16 characters, no backslash or control characters (tab, newline), not only spaces",
         )
     return value

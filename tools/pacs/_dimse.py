@@ -371,11 +371,9 @@ class DIMSEClient(Closing):
         return stored
 
     # -- internals --------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _watch(self, action: AuditAction, resource: str) -> Iterator[dict[str, Any]]:
+    def _watch(self, action: AuditAction, resource: str) -> contextlib.AbstractContextManager[dict[str, Any]]:
         """One DIMSE request in the audit trail, with the DIMSE status it ended with."""
-        with watched(self.audit, action, system="DIMSE", endpoint=self._peer.endpoint, resource=resource) as entry:
-            yield entry
+        return watched(self.audit, action, system="DIMSE", endpoint=self._peer.endpoint, resource=resource)
 
     @contextlib.contextmanager
     def _association(
@@ -387,7 +385,7 @@ class DIMSEClient(Closing):
                 opened = stack.enter_context(associate(self._peer, contexts, **options))
             except Exception:
                 # Re-raised inside the audit block, which records the failure and lets it go on.
-                with watched(self.audit, action, system="DIMSE", endpoint=self._peer.endpoint, resource=resource):
+                with self._watch(action, resource):
                     raise
             yield opened
 

@@ -65,7 +65,7 @@ class DICOMSink:
         study_uid: str | None = None,
         name: str | None = None,
     ) -> None:
-        from okaflow.tools.pacs import check_sr_kind
+        from okaflow.tools.pacs._writeback import check_sr_kind
 
         check_sr_kind(sr_kind)
         if not callable(getattr(client, "store_instances", None)):
