@@ -468,10 +468,8 @@ def _generator(args: argparse.Namespace, stack: contextlib.ExitStack[Any]) -> An
     """The ``generator=`` option the flags ask for.
 
     ``"default"`` is the classical generator; ``...`` means no ``--generator`` was given (new runs then use
-    the classical one; resume and rerun rebuild the recorded one).
-
-    Raises:
-        _UsageError: The generation flags do not fit together.
+    the classical one; resume and rerun rebuild the recorded one). The flags were checked before, by
+    ``_check_generator_flags``.
     """
     kind = args.generator
     if kind is None or kind == "classical":

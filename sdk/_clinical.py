@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["HttpxClinicalErrors", "connection_error", "status_error"]
 
 _MAX_SAID = 400
+_REFUSED_AS_SENT = "the server refused the request as sent: see its message"
 _ENV_URL = {"FHIR": " (or $OKAFLOW_FHIR_URL)", "DICOMweb": " (or $OKAFLOW_DICOMWEB_URL)"}
 
 
@@ -82,7 +83,7 @@ def status_error(
     elif status_code in (400, 409, 412, 422):
         cls = ClinicalRejectedError
         hint = (
-            "the server refused the request as sent: see its message"
+            _REFUSED_AS_SENT
             if method == "GET"
             else "the server refused what was sent (see its message); nothing of this request was stored"
         )
@@ -91,7 +92,7 @@ def status_error(
     elif status_code >= 500:
         hint = "the server failed, also after retries: check its logs"
     else:
-        hint = "the server refused the request as sent: see its message"
+        hint = _REFUSED_AS_SENT
     return cls(message, system=system, url=url, status_code=status_code, response=response, body=body, hint=hint)
 
 

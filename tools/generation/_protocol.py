@@ -80,11 +80,12 @@ def require_synchronous(generator: object) -> None:
     Raises:
         ConfigurationError: ``generator``, or a generator it chains, is async-only.
     """
-    for member in getattr(generator, "generators", None) or (generator,):
-        if member is not generator:
+    members = getattr(generator, "generators", None)
+    if members:  # a chain: each generator it holds
+        for member in members:
             require_synchronous(member)
-        elif getattr(member, "synchronous", True) is False:
-            raise ConfigurationError(
-                f"{type(member).__name__} can only be awaited, and the agent calls generate() synchronously",
-                hint="give the agent ImageEndpointGenerator (arun runs the generate step in a worker thread)",
-            )
+    elif getattr(generator, "synchronous", True) is False:
+        raise ConfigurationError(
+            f"{type(generator).__name__} can only be awaited, and the agent calls generate() synchronously",
+            hint="give the agent ImageEndpointGenerator (arun runs the generate step in a worker thread)",
+        )

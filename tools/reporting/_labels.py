@@ -80,7 +80,7 @@ def stamp_label(
     if position not in ("top", "bottom"):
         raise ValueError(f"position must be 'top' or 'bottom', got {position!r}")
     layout = label_layout(img.size, text, position=position)
-    font = _font(layout.font_px)[0]
+    font = _font(layout.font_px)
 
     src = img.convert("RGB")
     canvas = Image.new("RGB", layout.canvas, BAND_COLOUR) if layout.grow else src.copy()
@@ -134,7 +134,7 @@ def label_layout(
 
     # Growing the canvas: keep the text legible, wrap it, and widen only if one word cannot fit.
     font_px = max(_MIN_FONT_PX, min(fit, _MAX_GROWN_FONT_PX))
-    font = _font(font_px)[0]
+    font = _font(font_px)
     tokens = _tokens(text)
     # Wrap to the image width, or to the widest unbreakable token when that is wider still.
     lines = _wrap(tokens, font, max(avail, max(font.getlength(t) for t in tokens)))
@@ -156,7 +156,7 @@ def _pad(font_px: int) -> int:
 
 
 def _band_height(font_px: int, n_lines: int) -> int:
-    font = _font(font_px)[0]
+    font = _font(font_px)
     ascent, descent = font.getmetrics() if isinstance(font, ImageFont.FreeTypeFont) else (font_px, 0)
     rule = max(1, round(font_px / 10))
     return n_lines * (ascent + descent) + 2 * _pad(font_px) + rule
@@ -165,10 +165,10 @@ def _band_height(font_px: int, n_lines: int) -> int:
 def _fit_font_px(text: str, avail: float) -> int:
     """Largest font size whose one-line rendering of ``text`` fits in ``avail`` pixels."""
     probe = 100
-    length = _font(probe)[0].getlength(text)
+    length = _font(probe).getlength(text)
     size = max(1, int(probe * avail / max(length, 1.0)))
     # Glyph widths are not exactly linear in size (hinting), so step down until it really fits.
-    while size > 1 and _font(size)[0].getlength(text) > avail:
+    while size > 1 and _font(size).getlength(text) > avail:
         size -= 1
     return size
 
@@ -194,6 +194,6 @@ def _wrap(tokens: list[str], font: Font, avail: float) -> list[str]:
     return lines
 
 
-def _font(size: int) -> tuple[Font, bool]:
-    """A bold sans font at ``size`` px, and whether it is Pillow's ASCII-only fallback."""
-    return _sans(size, bold=True)
+def _font(size: int) -> Font:
+    """The labels' font: bold sans at ``size`` px."""
+    return _sans(size, bold=True)[0]
