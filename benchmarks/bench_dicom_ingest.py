@@ -7,7 +7,7 @@ the target is >= 0.9), then the same over all files.
 The baseline does the work a careful script would do for one model input: ``dcmread``,
 ``pixel_array`` (which decodes every frame, as okaflow does), the modality LUT, a window to uint8
 (header window, else the CT soft-tissue preset, else the 0.5-99.5 percentile range), MONOCHROME1
-inversion, palette colour, then a Lanczos resize to the size okaflow's policy picks. okaflow does
+inversion, palette colour, then a bicubic resize to the size okaflow's policy picks. okaflow does
 the same plus what the baseline skips: content sniffing, the pixel-budget guard, header facts,
 modality recognition, warning capture and padding to the policy's floor.
 """
@@ -86,7 +86,7 @@ def baseline(path: Path) -> Image.Image:
             u8 = 255 - u8
     img = Image.fromarray(u8)
     (w, h), _ = policy_size(img.width, img.height)
-    return img.resize((w, h), Image.Resampling.LANCZOS)
+    return img.resize((w, h), Image.Resampling.BICUBIC)
 
 
 def okaflow_path(path: Path) -> Image.Image:

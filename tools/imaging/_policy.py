@@ -90,7 +90,10 @@ def fit_to_policy(img: Image.Image, policy: SizePolicy = DEFAULT_POLICY) -> Imag
     rounding, at most half a multiple per side). Where the aspect ratio is more extreme than
     ``max_side / min_side``, the cap wins: the image is scaled to the cap and, with ``pad_to_min``,
     centred on a black canvas whose short side is ``min_side`` rounded up to the multiple; without
-    ``pad_to_min`` the short side stays below the floor. Downscaling and upscaling use Lanczos.
+    ``pad_to_min`` the short side stays below the floor. Resampling is bicubic (antialiased when
+    downscaling), as in UniMedVL's own preprocessing (BAGEL's ``MaxLongEdgeMinShortEdgeResize``) and in
+    the image processors of Qwen2-VL, LLaVA and CLIP: the model sees the kind of pixels it was trained
+    on, and a third less work than Lanczos.
 
     Args:
         img: A rendered image (``L``, ``RGB``; other modes are converted to ``RGB``).
@@ -102,7 +105,7 @@ def fit_to_policy(img: Image.Image, policy: SizePolicy = DEFAULT_POLICY) -> Imag
     if img.mode not in ("L", "RGB"):
         img = img.convert("RGB")
     (new_w, new_h), (canvas_w, canvas_h) = policy_size(img.width, img.height, policy)
-    resized = img.copy() if img.size == (new_w, new_h) else img.resize((new_w, new_h), Image.Resampling.LANCZOS)
+    resized = img.copy() if img.size == (new_w, new_h) else img.resize((new_w, new_h), Image.Resampling.BICUBIC)
     if (canvas_w, canvas_h) == (new_w, new_h):
         return resized
     canvas = Image.new(resized.mode, (canvas_w, canvas_h), 0)

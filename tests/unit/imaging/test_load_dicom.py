@@ -140,6 +140,44 @@ def test_palette_colour_goes_through_the_colour_lut(dicom_file: Files) -> None:
     assert img.bits_stored == 16  # the palette has 16-bit entries
 
 
+def _segmented_palette(first_map: int) -> Dataset:
+    """A 16-bit segmented palette (PS3.3 C.7.9.2): a discrete run, then a linear ramp, per channel."""
+    ds = Dataset()
+    ds.RedPaletteColorLookupTableDescriptor = [64, first_map, 16]
+    for colour, start in (("Red", 0), ("Green", 1000), ("Blue", 60000)):
+        discrete = [0, 4, start, start + 10, start + 20, start + 30]
+        ramp = [1, 60, 65535 - start]  # linear from the last value to this one over 60 entries
+        setattr(ds, f"Segmented{colour}PaletteColorLookupTableData", np.array(discrete + ramp, "<u2").tobytes())
+    ds.set_original_encoding(False, True)
+    return ds
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.arange(-5, 80, dtype=np.int16).reshape(5, 17),  # below the first mapped value and past the last entry
+        np.array([[3, 3], [3, 3]], dtype=np.uint16),  # one stored value
+        np.array([[[0, 70], [9, 12]], [[63, 64], [8, 9]]], dtype=np.int32),  # frames
+    ],
+)
+def test_palette_lookup_matches_pydicom_per_pixel(values: np.ndarray) -> None:
+    from okaflow.tools.imaging._dicom_values import to_rgb
+
+    ds = _segmented_palette(first_map=8)
+    rgb, bits = to_rgb(ds, values, "PALETTE COLOR", Path("made.dcm"), [])
+    np.testing.assert_array_equal(rgb, apply_color_lut(values, ds))
+    assert rgb.dtype == np.uint16 and bits == 16
+
+
+def test_palette_with_a_value_span_wider_than_the_image_is_looked_up_per_pixel() -> None:
+    from okaflow.tools.imaging._dicom_values import to_rgb
+
+    ds = _segmented_palette(first_map=0)
+    values = np.array([[-(2**30), 2**30]], dtype=np.int64)  # a table over the span would need 2**31 rows
+    rgb, _ = to_rgb(ds, values, "PALETTE COLOR", Path("made.dcm"), [])
+    np.testing.assert_array_equal(rgb, apply_color_lut(values, ds))
+
+
 def test_multiframe_rle_rgb_keeps_frames(dicom_file: Files) -> None:
     img = load_image(dicom_file("SC_rgb_rle_2frame.dcm"))
     assert img.pixels.shape == (2, 100, 100, 3)
