@@ -52,7 +52,9 @@ def _palette_to_rgb(arr: npt.NDArray[Any], ds: Dataset) -> npt.NDArray[Any]:
     if high - low >= arr.size:  # a table larger than the image saves nothing
         return apply_color_lut(arr, ds)
     table = apply_color_lut(np.arange(low, high + 1, dtype=np.int64), ds)
-    return np.take(table, arr - low if low else arr, axis=0)  # np.take: a quarter of table[...]'s time
+    # Offsets in a wide type: int16 values from -100 to 32700 would wrap if subtracted in int16.
+    index = arr if low == 0 else np.subtract(arr, low, dtype=np.intp)
+    return np.take(table, index, axis=0)  # np.take: a quarter of table[...]'s time
 
 
 def rescale_params(reader: HeaderReader, frames: int) -> list[tuple[float, float]] | None:

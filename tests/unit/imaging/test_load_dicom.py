@@ -158,6 +158,7 @@ def _segmented_palette(first_map: int) -> Dataset:
         np.arange(-5, 80, dtype=np.int16).reshape(5, 17),  # below the first mapped value and past the last entry
         np.array([[3, 3], [3, 3]], dtype=np.uint16),  # one stored value
         np.array([[[0, 70], [9, 12]], [[63, 64], [8, 9]]], dtype=np.int32),  # frames
+        np.array([[-100, 32700], [9, 12]] * 9000, dtype=np.int16),  # offsets past int16's range
     ],
 )
 def test_palette_lookup_matches_pydicom_per_pixel(values: np.ndarray) -> None:
