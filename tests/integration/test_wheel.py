@@ -41,5 +41,9 @@ def test_wheel_holds_only_the_okaflow_package(tmp_path: Path) -> None:
         "okaflow/model_backend/_protocol.py",
         "okaflow/workflows/_builtin.py",
         "okaflow/tools/fhir/_models.py",
+        # Labels and plots draw with these; without them they fall back to an ASCII-only font.
+        "okaflow/tools/reporting/fonts/DejaVuSans.ttf",
+        "okaflow/tools/reporting/fonts/DejaVuSans-Bold.ttf",
+        "okaflow/tools/reporting/fonts/LICENSE_DEJAVU",
     ):
         assert module in names, module

@@ -1,14 +1,15 @@
-"""The fonts okaflow draws with: DejaVu Sans as shipped inside matplotlib (a dependency), else Pillow's own.
+"""The fonts okaflow draws with: DejaVu Sans, shipped in ``fonts/`` beside this module, else Pillow's own.
 
 DejaVu covers typographic punctuation (the em dash of ``SYNTHETIC_LABEL``, the en dash of a reference
 range); Pillow's built-in fallback is ASCII-only, so text drawn with it goes through :data:`ASCII_FALLBACK`.
-The file is located without importing matplotlib (``import okaflow`` stays light).
+The fallback only serves an install stripped of its package data. Shipping the two files (1.4 MB, under
+the DejaVu licence in ``fonts/LICENSE_DEJAVU``) keeps labels and plots the same pixels on every machine,
+whatever else is installed; they used to come from matplotlib, a 35 MB dependency for two files.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
 from pathlib import Path
 
 from PIL import ImageFont
@@ -36,11 +37,6 @@ def font_text(text: str, size: int, *, bold: bool = False) -> tuple[Font, str]:
     return chosen, text.translate(ASCII_FALLBACK) if fallback else text
 
 
-@functools.lru_cache(maxsize=4)
 def _dejavu(name: str) -> Path | None:
-    spec = importlib.util.find_spec("matplotlib")
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        candidate = Path(location) / "mpl-data" / "fonts" / "ttf" / name
-        if candidate.is_file():
-            return candidate
-    return None
+    path = Path(__file__).with_name("fonts") / name
+    return path if path.is_file() else None

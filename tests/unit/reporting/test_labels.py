@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFont
 
 from okaflow._constants import DERIVED_LABEL, SYNTHETIC_LABEL
 from okaflow.tools.reporting import _fonts, label_layout, stamp_label
@@ -104,6 +104,14 @@ def test_blank_text_and_bad_position_are_refused() -> None:
         stamp_label(Image.new("L", (64, 64)), "   ")
     with pytest.raises(ValueError, match="position"):
         stamp_label(Image.new("L", (64, 64)), position="left")  # type: ignore[arg-type]
+
+
+def test_labels_draw_with_the_shipped_dejavu_font() -> None:
+    """The font files ship with okaflow, so the em dash is drawn as such on every install."""
+    face, fallback = _fonts.font(20, bold=True)
+    assert not fallback
+    assert isinstance(face, ImageFont.FreeTypeFont) and face.getname() == ("DejaVu Sans", "Bold")
+    assert label_layout((1024, 1024)).lines == (SYNTHETIC_LABEL,)
 
 
 def test_fallback_font_uses_ascii_dash(monkeypatch: pytest.MonkeyPatch) -> None:
