@@ -285,7 +285,9 @@ class ListenService(Closing):
 
     @staticmethod
     def _write_instance(folder: Path, instance: IncomingInstance) -> None:
-        target = folder / "case" / "images" / instance.series_uid / f"{instance.sop_instance_uid}.dcm"
+        from okaflow.tools.pacs._models import instance_file
+
+        target = instance_file(folder / "case" / "images", instance.series_uid, instance.sop_instance_uid)
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(target, instance.data)  # a resent instance replaces its earlier copy
 

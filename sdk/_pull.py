@@ -247,7 +247,7 @@ def pull_study(
         raise ConfigurationError("pull_study needs a PACS: pass dicomweb= or dimse=")
     root = _empty_folder(folder)
     with auditing(AuditTrail(root / AUDIT_LOG)):
-        shown = str(without_credentials(str(pacs.url)))  # messages never carry a password or query
+        shown = without_credentials(str(pacs.url))  # messages never carry a password or query
         study = _the_study(pacs, shown, accession_number=accession_number, study_uid=study_uid)
         assert study.patient_id is not None  # _the_study refuses a study without one
         patient_id = patient_for_identifier(

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import overload
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["without_credentials", "without_query"]
 
 
+@overload
+def without_credentials(url: str) -> str: ...
+@overload
+def without_credentials(url: None) -> None: ...
 def without_credentials(url: str | None) -> str | None:
     """``url`` without user, password or query: API keys and passwords never reach a run's record."""
-    if not url:
+    if url is None:
         return None
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):  # dicom://AET@host:port names an AE title, not a user
@@ -25,4 +30,4 @@ def without_credentials(url: str | None) -> str | None:
 def without_query(url: str) -> str:
     """``url`` without its query or credentials: searches carry patient identifiers, and errors end up in
     logs (the audit trail keeps the whole request)."""
-    return (without_credentials(url) or url).split("?", 1)[0]
+    return without_credentials(url).split("?", 1)[0]

@@ -390,7 +390,7 @@ class FHIRClient(Closing):
             resource = url[len(self.base_url) :].lstrip("/") if url.startswith(self.base_url) else url
         if action is None:
             action = "search" if "?" in resource or "/" not in resource.split("?")[0] else "read"
-        endpoint = str(without_credentials(self.base_url))
+        endpoint = without_credentials(self.base_url)
         with watched(self.audit, action, system="FHIR", endpoint=endpoint, resource=resource) as entry:
             response = self._send_once(url, method, body, headers or {}, not_modified_ok)
             entry["status"] = response.status_code

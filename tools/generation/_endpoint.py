@@ -165,7 +165,7 @@ class ImageEndpointCommon:
     @property
     def shown_url(self) -> str:
         """The base URL as reports, captions and records show it: no user, password or query."""
-        return str(without_credentials(self.base_url))
+        return without_credentials(self.base_url)
 
     def supports(self, task: str) -> bool:
         return task in _TASKS

@@ -38,6 +38,7 @@ from okaflow.tools.pacs._models import (
     Study,
     dataset_from_json,
     exact_study_keys,
+    instance_file,
     instance_from,
     series_from,
     study_from,
@@ -229,7 +230,7 @@ class DICOMwebClient(Closing):
         paths = []
         for instance in instances:
             ds = self.retrieve_instance(instance)
-            path = Path(folder) / instance.series_uid / f"{instance.sop_instance_uid}.dcm"
+            path = instance_file(Path(folder), instance.series_uid, instance.sop_instance_uid)
             path.parent.mkdir(parents=True, exist_ok=True)
             pydicom.dcmwrite(path, ds, enforce_file_format=True)
             paths.append(path)
@@ -288,7 +289,7 @@ class DICOMwebClient(Closing):
         may set ``detail`` (and ``status``) in the dict it is given, for the audit entry.
         """
         resource = url[len(self.url) :].lstrip("/") + (f"?{urlencode(query)}" if query else "")
-        endpoint = str(without_credentials(self.url))
+        endpoint = without_credentials(self.url)
         with (
             watched(self.audit, action, system="DICOMweb", endpoint=endpoint, resource=resource) as note,
             self._typed_errors(url),

@@ -22,6 +22,7 @@ from okaflow.tools.pacs._association import (
     response_status,
     status_category,
 )
+from okaflow.tools.pacs._models import instance_file
 
 if TYPE_CHECKING:
     from okaflow.tools.pacs._models import Instance
@@ -56,7 +57,7 @@ class InstanceReceiver:
         instance = self.expected.get(sop)
         if instance is None:
             return STORE_REFUSED
-        path = self.folder / instance.series_uid / f"{sop}.dcm"
+        path = instance_file(self.folder, instance.series_uid, sop)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(event.encoded_dataset())  # the bytes as sent, with file meta: no re-encoding

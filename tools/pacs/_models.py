@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from okaflow._errors import ClinicalResponseError, ConfigurationError
@@ -25,6 +26,7 @@ __all__ = [
     "check_uid",
     "dataset_from_json",
     "exact_study_keys",
+    "instance_file",
     "instance_from",
     "int_of",
     "series_from",
@@ -88,6 +90,12 @@ class Instance:
     sop_instance_uid: str
     sop_class_uid: str | None
     number: int | None
+
+
+def instance_file(folder: Path, series_uid: str, sop_instance_uid: str) -> Path:
+    """Where an instance is kept under ``folder``: ``<series UID>/<SOP instance UID>.dcm``, as every
+    download and receive writes it (the UIDs checked first, so they are plain file names)."""
+    return folder / series_uid / f"{sop_instance_uid}.dcm"
 
 
 def dataset_from_json(item: Mapping[str, Any], url: str) -> pydicom.Dataset:

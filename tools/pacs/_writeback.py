@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = ["SRKind", "Writeback", "build_writeback", "check_sr_kind", "writeback_uid"]
 
+_FROM_THE_RUNS_MACHINE = "publish from the machine and case folder the run was made with"
+
 #: ``comprehensive`` (default), ``enhanced``, or ``basic`` (Basic Text SR, for viewers that show nothing else).
 SRKind = Literal["comprehensive", "enhanced", "basic"]
 
@@ -204,12 +206,12 @@ def load_sources(run: Path, manifest: Mapping[str, Any], evidence: list[Evidence
         else:
             raise PublishError(
                 f"cannot find the source image {name!r}: the run's case has no folder",
-                hint="publish from the machine and case folder the run was made with",
+                hint=_FROM_THE_RUNS_MACHINE,
             )
         if not path.is_file():
             raise PublishError(
                 f"the source image {name} of {run} is gone ({path})",
-                hint="publish from the machine and case folder the run was made with",
+                hint=_FROM_THE_RUNS_MACHINE,
             )
         if name in hashes and hashes[name] != content_hash(path.read_bytes()):
             raise PublishError(

@@ -74,7 +74,8 @@ class DICOMSink:
         self.sr_kind: SRKind = sr_kind
         self.include_generated = include_generated
         self.study_uid = study_uid
-        self.name = name or str(without_credentials(getattr(client, "url", None)) or repr(client))
+        url = getattr(client, "url", None)
+        self.name = name or (without_credentials(str(url)) if url else repr(client))
 
     def __repr__(self) -> str:
         return f"DICOMSink({self.name!r}, sr_kind={self.sr_kind!r})"

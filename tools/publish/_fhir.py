@@ -184,11 +184,11 @@ class FHIRSink:
             raise ClinicalResponseError(
                 "the FHIR server stored the report but did not say where (no location in its answer)",
                 system="FHIR",
-                url=str(without_credentials(self.client.base_url)),
+                url=without_credentials(self.client.base_url),
                 hint="the report is on the server: publish the run again, which finds it (DiagnosticReport?identifier="
                 f"{RUN_SYSTEM}|{writeback.thread_id}), sends nothing and records where it is",
             )
-        url = _absolute(str(without_credentials(self.client.base_url)), report_location.split("/_history")[0])
+        url = _absolute(without_credentials(self.client.base_url), report_location.split("/_history")[0])
         _write_record(
             root,
             {
@@ -223,7 +223,7 @@ def _patient_from_pull(root: Path, base_url: str) -> str:
         raise PublishError("no patient to attach the report to: the run's case was not pulled from a server", hint=how)
     fhir = (json.loads(pull.read_text(encoding="utf-8")).get("fhir")) or {}
     pulled_from = str(fhir.get("base_url") or "").rstrip("/")  # pull_case recorded it without credentials
-    target = str(without_credentials(base_url)).rstrip("/")
+    target = without_credentials(base_url).rstrip("/")
     if pulled_from != target:
         raise PublishError(
             f"the run's case was pulled from {pulled_from or 'no FHIR server'}, not {target}: its patient id "

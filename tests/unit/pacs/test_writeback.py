@@ -128,6 +128,19 @@ def test_the_sink_describes_the_pacs_and_refuses_unknown_sr_kinds() -> None:
     with pytest.raises(okaflow.ConfigurationError):
         DICOMSink(Store(), sr_kind="fancy")  # type: ignore[arg-type]
 
+    class Secret(Store):
+        url = "https://robot:hunter2@pacs.example/dicom-web?token=abc"
+
+    class Bare:  # a store of the user's own, with no URL to show
+        def store_instances(self, datasets: Any) -> list[str]:
+            return []
+
+        def __repr__(self) -> str:
+            return "Bare()"
+
+    assert DICOMSink(Secret()).name == "https://pacs.example/dicom-web"
+    assert DICOMSink(Bare()).name == "Bare()"  # not "None"
+
 
 def test_a_misspelt_sr_kind_is_refused_not_built_as_comprehensive(tmp_path: Path) -> None:
     from okaflow.tools.pacs import build_writeback
