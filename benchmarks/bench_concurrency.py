@@ -9,6 +9,11 @@ sends, N at a time with ``httpx.AsyncClient``, exactly the request body the agen
 case (captured from the wire), so both sides ask the engine for the same work. Ratio: agent
 cases/s over raw cases/s (target ≥ 0.9 at N = 64).
 
+The runs write their folders under the temporary directory (``TMPDIR``), each round's removed after
+it. The filesystem shows in the figures: on an ext4 without a journal, creating a file scans past
+every inode deleted in the last minute, and that search took about 8 % of the agent's CPU here
+(``TMPDIR=/dev/shm`` leaves it out).
+
 Two layouts of the one machine (``--cores``):
 
 * ``split``, as deployed: the model server on its own cores (``VLLMServer(cpus=...)``: the first half),
