@@ -94,7 +94,7 @@ class Instance:
 
 def instance_file(folder: Path, series_uid: str, sop_instance_uid: str) -> Path:
     """Where an instance is kept under ``folder``: ``<series UID>/<SOP instance UID>.dcm``, as every
-    download and receive writes it (the UIDs checked first, so they are plain file names)."""
+    download and receive writes it. The UIDs become path parts: pass checked ones (:func:`check_uid`)."""
     return folder / series_uid / f"{sop_instance_uid}.dcm"
 
 
