@@ -23,13 +23,15 @@ from okaflow.model_backend import (
     UnderstandResult,
     VLLMServer,
 )
-from okaflow.tools.reporting import TextBlock
+from okaflow.tools.reporting import HeadingBlock, TextBlock
+from okaflow.workflows import Workflow, _builtin
 
 from .conftest import EXAMPLES, VISION_MODEL, Servers, make_server
 from .test_vllm_client import run_async
 
 pytestmark = pytest.mark.integration
 LIMITS = {"max_steps": 2, "max_claims": 3, "max_claim_chars": 48, "max_tokens": 3000}
+BUILT_IN = [w for w in vars(_builtin).values() if isinstance(w, Workflow)]
 
 
 def two_series_case() -> Case:
@@ -95,6 +97,30 @@ def test_async_agent_on_the_engine_runs_an_example_case(vllm_servers: Servers, t
     result = run_async(go())
     check_run(result.run_dir, result.state, batches=1)  # type: ignore[attr-defined]
     assert (result.run_dir / "report.html").exists()  # type: ignore[attr-defined]
+
+
+def example_for(workflow: str) -> Path:
+    """The example case folder written for ``workflow``."""
+    for folder in sorted(EXAMPLES.iterdir()):
+        if (folder / "case.json").is_file() and json.loads((folder / "case.json").read_text())["workflow"] == workflow:
+            return folder
+    raise AssertionError(f"no example case uses the {workflow} workflow")
+
+
+@pytest.mark.parametrize("workflow", BUILT_IN, ids=lambda w: w.name)
+def test_every_built_in_workflow_runs_on_the_engine(vllm_servers: Servers, tmp_path: Path, workflow: Workflow) -> None:
+    """ "Point okaflow at a vLLM server and run any workflow": each built-in one, on its example case."""
+    with OpenAIBackend(base_url=vllm_servers.vision.base_url, model=VISION_MODEL, max_images_per_request=1) as backend:
+        result = run(example_for(workflow.name), backend=backend, out=tmp_path / "run", **LIMITS)
+    assert result.status == "completed"
+    check_run(result.run_dir, result.state, batches=1)
+    report = result.report
+    assert (report.workflow, report.model_id, report.model_configured) == (workflow.name, VISION_MODEL, True)
+    headings = {b.text for b in report.blocks if isinstance(b, HeadingBlock)}
+    assert {s.title() for s in workflow.sections} <= headings  # each section has its heading, claims or not
+    claims = result.state["claims"]
+    assert isinstance(claims, list)
+    assert {c["section"] for c in claims} <= set(workflow.sections)
 
 
 def test_cli_runs_a_case_against_the_engine(vllm_servers: Servers, tmp_path: Path) -> None:
