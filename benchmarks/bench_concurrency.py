@@ -72,17 +72,6 @@ async def agent_round(backend: UnderstandingBackend, case: Path, n: int, out: Pa
     return n / elapsed
 
 
-async def raw_round(client: httpx.AsyncClient, url: str, body: dict[str, object], n: int) -> float:
-    async def one() -> None:
-        response = await client.post(url, json=body)
-        response.raise_for_status()
-        response.json()
-
-    start = time.perf_counter()
-    await asyncio.gather(*(one() for _ in range(n)))
-    return n / (time.perf_counter() - start)
-
-
 def _spin(seconds: float) -> None:
     """Hold the CPU for ``seconds`` of this process's CPU time, as CPU-bound work does."""
     end = time.process_time() + seconds
@@ -90,7 +79,9 @@ def _spin(seconds: float) -> None:
         pass
 
 
-async def bound_round(client: httpx.AsyncClient, url: str, body: dict[str, object], n: int, after_s: float) -> float:
+async def raw_round(
+    client: httpx.AsyncClient, url: str, body: dict[str, object], n: int, after_s: float = 0.0
+) -> float:
     """Raw requests, all at once; each answer, once read, followed by ``after_s`` of CPU work on the loop."""
 
     async def one() -> None:
@@ -152,7 +143,7 @@ async def bench(base_url: str, case: Path, sizes: list[int], rounds: int) -> tup
                     else:
                         agent.append(await agent_round(backend, case, n, work / "agent"))
                         baseline.append(await raw_round(raw, url, body, n))
-                    bound.append(await bound_round(raw, url, body, n, after_s))
+                    bound.append(await raw_round(raw, url, body, n, after_s))
                 # The agent's own capacity on this machine: the same cases with no model call at all.
                 alone = [await agent_round(EvidenceOnlyAnalyst(), case, n, work / "alone") for _ in range(rounds)]
                 medians = (statistics.median(x) for x in (baseline, agent, bound, alone))
