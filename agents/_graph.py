@@ -42,10 +42,10 @@ from okaflow.workflows import Workflow, get_workflow
 
 __all__ = ["create_oka_agent"]
 
-# Nodes that may wait on other servers (a caller's retriever or tools, an image generator, the sinks' EHR and
-# PACS): under okaflow.arun they run without the run's CPU slot, so a slow server never holds other runs up.
-# analyze does the same around its model calls only.
-_WAIT_ON_SERVERS = frozenset({"knowledge", "tools", "generate", "publish"})
+# Nodes that wait on other servers (an image generator, the sinks' EHR and PACS): under okaflow.arun they run
+# without the run's CPU slot, so a slow server never holds other runs up. analyze does the same around its
+# model calls only; knowledge and tools do when a caller's retriever or tools may (see _waits_on_servers).
+_WAIT_ON_SERVERS = frozenset({"generate", "publish"})
 
 
 def create_oka_agent(
@@ -109,6 +109,7 @@ def create_oka_agent(
         max_claim_chars=max_claim_chars,
     )
     nodes = build_nodes(config)
+    waiting = _waits_on_servers(config)
     graph = StateGraph(OKAState, context_schema=RunContext)
     for name, fn in nodes.items():
         if name in {"approve", "publish"} and not sinks:
@@ -116,7 +117,7 @@ def create_oka_agent(
         if isinstance(fn, tuple):
             sync_fn, async_fn = fn
             graph.add_node(name, RunnableLambda(_weakly(sync_fn), afunc=_aweakly(async_fn), name=name))
-        elif name in _WAIT_ON_SERVERS:
+        elif name in waiting:
             weak = _weakly(fn)
             graph.add_node(name, RunnableLambda(weak, afunc=_away_from_cpu(weak), name=name))
         else:
@@ -159,6 +160,25 @@ def _weakly(fn: Callable[[OKAState], dict[str, Any]]) -> Callable[[OKAState], di
         return target(state)
 
     return node
+
+
+def _waits_on_servers(config: AgentConfig) -> frozenset[str]:
+    """The nodes that give up the run's CPU slot: those that wait on other servers.
+
+    okaflow's own retrievers and analysis tools compute here (a BM25 index, image measurements), so
+    knowledge and tools keep the slot with them; a caller's may wait on a server (a vector store, a
+    calculator service), so with one of those the node gives the slot up.
+    """
+    waits = set(_WAIT_ON_SERVERS)
+    if config.knowledge is not None and not _okaflows(config.knowledge):
+        waits.add("knowledge")
+    if any(not _okaflows(tool) for tool in config.tools.values()):
+        waits.add("tools")
+    return frozenset(waits)
+
+
+def _okaflows(obj: object) -> bool:
+    return type(obj).__module__.partition(".")[0] == "okaflow"
 
 
 def _away_from_cpu(node: Callable[[OKAState], dict[str, Any]]) -> Callable[[OKAState], Awaitable[dict[str, Any]]]:

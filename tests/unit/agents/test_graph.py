@@ -360,3 +360,30 @@ def test_a_series_no_axis_can_show_is_said_in_the_report_instead_of_ending_the_r
         "Viral load: no trend plot, because Observation/v-1 has the value inf, which no axis can place."
     ]
     assert said[0].cites == ["Observation/v-0", "Observation/v-1"]
+
+
+def test_only_a_callers_retriever_or_tools_give_up_the_cpu_slot() -> None:
+    from okaflow.agents._graph import _waits_on_servers
+    from okaflow.agents._nodes import AgentConfig
+    from okaflow.tools.analysis import default_tools
+    from okaflow.tools.knowledge import BM25Retriever
+    from okaflow.workflows import get_workflow
+
+    class VectorStore:  # a caller's retriever: it may wait on a server
+        def search(self, query: str, *, k: int = 5) -> list[Any]:
+            return []
+
+    def config(**changes: Any) -> AgentConfig:
+        base: dict[str, Any] = {"tools": default_tools(), "knowledge": None}
+        base.update(changes)
+        return AgentConfig(backend=ScriptedBackend([]), generator=None, workflow=get_workflow("clinical-vqa"), **base)
+
+    # okaflow's own retrievers and tools compute here: they keep the slot, so runs still go oldest first.
+    assert _waits_on_servers(config()) == {"generate", "publish"}
+    assert _waits_on_servers(config(knowledge=BM25Retriever([]))) == {"generate", "publish"}
+    assert "knowledge" in _waits_on_servers(config(knowledge=VectorStore()))
+
+    class CalculatorService:  # a caller's tool, likewise
+        name = "calculate"
+
+    assert "tools" in _waits_on_servers(config(tools={**default_tools(), "calculate": CalculatorService()}))
