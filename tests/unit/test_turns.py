@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import pytest
 
 from okaflow._errors import ConfigurationError
 from okaflow._turns import RunTurn, Turns, configured_slots, run_turn
 
+from .model_backend.conftest import run_async
+
 T = TypeVar("T")
-
-
-def _in_fresh_loop(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """``asyncio.run`` in a fresh thread, which owns its loop whatever loop another test left on this one."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(lambda: asyncio.run(make())).result()
 
 
 async def _one_slot_taken(order: list[object]) -> tuple[Turns, Callable[..., Awaitable[None]]]:
@@ -45,7 +40,7 @@ def test_a_freed_slot_goes_to_the_oldest_waiting_run_not_the_first_to_ask() -> N
         await asyncio.gather(*waiting)
         return order
 
-    assert _in_fresh_loop(scenario) == [1, 3, 4, 5]
+    assert run_async(scenario) == [1, 3, 4, 5]
 
 
 def test_steps_of_one_run_keep_their_order() -> None:
@@ -58,7 +53,7 @@ def test_steps_of_one_run_keep_their_order() -> None:
         await asyncio.gather(*waiting)
         return order
 
-    assert _in_fresh_loop(scenario) == ["first", "second", "third"]
+    assert run_async(scenario) == ["first", "second", "third"]
 
 
 def test_slots_run_steps_side_by_side_up_to_their_number() -> None:
@@ -76,7 +71,7 @@ def test_slots_run_steps_side_by_side_up_to_their_number() -> None:
         await asyncio.gather(*(step(rank) for rank in range(6)))
         return most
 
-    assert _in_fresh_loop(scenario) == 2
+    assert run_async(scenario) == 2
 
 
 def test_a_cancelled_waiter_loses_its_place_and_keeps_no_slot() -> None:
@@ -94,7 +89,7 @@ def test_a_cancelled_waiter_loses_its_place_and_keeps_no_slot() -> None:
         await asyncio.wait_for(turns.acquire(9), timeout=1)
         return order
 
-    assert _in_fresh_loop(scenario) == [2]
+    assert run_async(scenario) == [2]
 
 
 def test_a_waiter_cancelled_just_as_the_slot_reached_it_passes_the_slot_on() -> None:
@@ -111,17 +106,17 @@ def test_a_waiter_cancelled_just_as_the_slot_reached_it_passes_the_slot_on() -> 
             await unlucky
         return order
 
-    assert _in_fresh_loop(scenario) == [2]
+    assert run_async(scenario) == [2]
 
 
 def test_runs_are_ranked_by_start_within_their_event_loop() -> None:
     async def scenario() -> tuple[RunTurn, RunTurn]:
         return run_turn(), run_turn()
 
-    first, second = _in_fresh_loop(scenario)
+    first, second = run_async(scenario)
     assert first.rank < second.rank
     assert first.turns is second.turns
-    (other, _) = _in_fresh_loop(scenario)
+    (other, _) = run_async(scenario)
     assert other.turns is not first.turns  # asyncio futures belong to one loop: each loop has its own turns
 
 
@@ -136,7 +131,7 @@ def test_zero_slots_means_no_turns_every_step_runs_at_once() -> None:
         await asyncio.wait_for(asyncio.gather(*(turns.acquire(rank) for rank in range(50))), timeout=1)
         turns.release()  # nothing to give back, nothing to break
 
-    _in_fresh_loop(scenario)
+    run_async(scenario)
 
 
 @pytest.mark.parametrize(("value", "slots"), [("", 2), ("0", 0), (" 3 ", 3)])
@@ -163,7 +158,7 @@ def test_a_new_event_loop_reads_the_slots_from_the_environment(monkeypatch: pyte
         return True
 
     monkeypatch.setenv("OKAFLOW_CPU_SLOTS", "0")
-    assert _in_fresh_loop(scenario)
+    assert run_async(scenario)
 
 
 def test_a_run_waiting_on_a_server_lets_others_compute_and_then_comes_first() -> None:
@@ -192,7 +187,7 @@ def test_a_run_waiting_on_a_server_lets_others_compute_and_then_comes_first() ->
         await asyncio.gather(old_run(), young_run())
         return order
 
-    assert _in_fresh_loop(scenario) == [
+    assert run_async(scenario) == [
         "old prepares",
         "young prepares",
         "young still has the slot",
@@ -222,4 +217,4 @@ def test_cancelled_while_taking_its_slot_back_a_run_gives_back_nothing() -> None
         assert not waiting.done()  # ...and there is only one: the cancelled run released nothing twice
         waiting.cancel()
 
-    _in_fresh_loop(scenario)
+    run_async(scenario)

@@ -1,4 +1,5 @@
-"""Shared by the OpenAI-client contract tests: the endpoint, a client over a MockTransport, a fresh loop."""
+"""Shared by the OpenAI-client contract tests (the endpoint, a client over a MockTransport) and by the
+async unit tests elsewhere (a fresh loop)."""
 
 from __future__ import annotations
 
