@@ -181,18 +181,20 @@ class VLLMServer:
             os.close(handle)
             self.log_path = Path(name)
         self._log = self.log_path.open("ab")
+        cpu_list = ",".join(map(str, pinned)) if pinned else None
         env = {
             **os.environ,
             "HF_HUB_OFFLINE": "1",
             "VLLM_NO_USAGE_STATS": "1",
             "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
             # vLLM's CPU engine binds its OpenMP threads itself ("auto": from every core): name the same CPUs.
-            **({"VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, pinned))} if pinned else {}),
+            **({"VLLM_CPU_OMP_THREADS_BIND": cpu_list} if cpu_list else {}),
             **self.env,
         }
         command = self.command()
-        if pinned is not None:
-            command = [sys.executable, "-c", _PINNED_EXEC, ",".join(map(str, pinned)), *command]
+        if cpu_list:
+            # -I: the PYTHON* variables in env are for vLLM's interpreter, not for this short one.
+            command = [sys.executable, "-I", "-c", _PINNED_EXEC, cpu_list, *command]
         self._process = subprocess.Popen(
             command,
             stdout=self._log,
