@@ -120,7 +120,8 @@ def plot_observation_trend(points: list[ObservationFact], *, title: str | None =
         An RGB image of exactly ``TREND_SIZE`` pixels.
 
     Raises:
-        ValueError: No point has both a value and a parseable date, or the points mix units.
+        ValueError: No point has both a value and a parseable date, the points mix units, or a value or
+            the drawn reference range is not a finite number (or they span more than a float can).
     """
     canvas = _Canvas(TREND_SIZE)
     _draw_trend(canvas, (0, 0, *TREND_SIZE), points, title=title, style=_FULL)
@@ -235,13 +236,17 @@ def _draw_trend(
     if not usable:
         raise ValueError("no observation has both a numeric value and an effective date")
     for f in usable:
-        if not math.isfinite(float(f.value or 0)):
+        if f.value is not None and not math.isfinite(f.value):
             raise ValueError(f"{f.id} has the value {f.value}, which no axis can place")
     units = sorted({f.unit or "" for f in usable})
     if len(units) > 1:
         # Plotting mg/dL and mmol/L on one axis would draw a false trend; convert first.
         raise ValueError(f"observations mix units {units}; convert them to one unit before plotting")
-    low, high = _reference_range(usable)
+    ranged = _newest_with_range(usable)
+    low, high = (ranged.reference_low, ranged.reference_high) if ranged else (None, None)
+    for bound in (low, high):
+        if ranged and bound is not None and not math.isfinite(bound):
+            raise ValueError(f"{ranged.id} has a reference range bound of {bound}, which no axis can place")
     pts = sorted(
         (_point(f, f.value, f.effective, low, high) for f in usable if f.value is not None and f.effective),
         key=lambda p: p.when,
@@ -480,13 +485,11 @@ def _context_text(when: datetime, unit: str) -> str | None:
     return None
 
 
-def _reference_range(facts: list[ObservationFact]) -> tuple[float | None, float | None]:
-    """The newest point's range; labs change ranges over time, and the newest is what a reader uses."""
+def _newest_with_range(facts: list[ObservationFact]) -> ObservationFact | None:
+    """The newest point with a reference range, whose range is drawn: labs change ranges over time, and
+    the newest is what a reader uses."""
     with_range = [f for f in facts if f.reference_low is not None or f.reference_high is not None]
-    if not with_range:
-        return None, None
-    newest = max(with_range, key=lambda f: _sort_key(f.effective))
-    return newest.reference_low, newest.reference_high
+    return max(with_range, key=lambda f: _sort_key(f.effective)) if with_range else None
 
 
 def _sort_key(effective: str | None) -> datetime:

@@ -186,6 +186,14 @@ def test_values_no_axis_can_show_are_refused_naming_the_observation() -> None:
         plot_observation_trend(series(math.nan, 1.0))
     with pytest.raises(ValueError, match="more than one axis can show"):
         plot_observation_trend(series(-1e308, 1e308))
+    # The drawn range is the newest one: an unplottable range on an older point does not matter.
+    ranged = series(1.0, 2.0, 3.0)
+    ranged[0] = ranged[0].model_copy(update={"reference_high": math.inf})
+    ranged[2] = ranged[2].model_copy(update={"reference_low": 0.5, "reference_high": 4.0})
+    assert plot_observation_trend(ranged).size == TREND_SIZE
+    ranged[2] = ranged[2].model_copy(update={"reference_high": math.inf})
+    with pytest.raises(ValueError, match="Observation/v-2 has a reference range bound of inf, which no axis"):
+        plot_observation_trend(ranged)
 
 
 def test_a_trend_costs_milliseconds_not_tens(hb_points: list[ObservationFact]) -> None:
