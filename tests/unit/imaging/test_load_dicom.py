@@ -5,8 +5,10 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
@@ -170,13 +172,23 @@ def test_palette_lookup_matches_pydicom_per_pixel(values: np.ndarray) -> None:
     assert rgb.dtype == np.uint16 and bits == 16
 
 
-def test_palette_with_a_value_span_wider_than_the_image_is_looked_up_per_pixel() -> None:
-    from okaflow.tools.imaging._dicom_values import to_rgb
+def test_palette_with_a_value_span_wider_than_the_image_is_looked_up_per_pixel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from okaflow.tools.imaging import _dicom_values
 
+    looked_up: list[npt.NDArray[Any]] = []
+
+    def spy(arr: npt.NDArray[Any], ds: Any) -> npt.NDArray[Any]:
+        looked_up.append(arr)
+        return apply_color_lut(arr, ds)
+
+    monkeypatch.setattr(_dicom_values, "apply_color_lut", spy)
     ds = _segmented_palette(first_map=0)
     values = np.array([[-(2**30), 2**30]], dtype=np.int64)  # a table over the span would need 2**31 rows
-    rgb, _ = to_rgb(ds, values, "PALETTE COLOR", Path("made.dcm"), [])
+    rgb, _ = _dicom_values.to_rgb(ds, values, "PALETTE COLOR", Path("made.dcm"), [])
     np.testing.assert_array_equal(rgb, apply_color_lut(values, ds))
+    assert len(looked_up) == 1 and looked_up[0] is values  # pydicom's lookup over the pixels, no table
 
 
 def test_multiframe_rle_rgb_keeps_frames(dicom_file: Files) -> None:
