@@ -70,6 +70,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import httpx
 
+    from okaflow._run import RunResult
+
 __all__ = [
     "AgentError",
     "AssociationError",
@@ -545,10 +547,10 @@ class RunAwaitingApprovalError(RunDirectoryError):
     """The run waits at its approval gate, so there is nothing to resume: answer it with ``okaflow.approve``.
 
     Attributes:
-        result: The run as it stands (an ``okaflow.RunResult`` with status ``"awaiting_approval"``).
+        result: The run as it stands (status ``"awaiting_approval"``).
     """
 
-    def __init__(self, message: str, *, result: object, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, result: RunResult, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.result = result
 
