@@ -31,7 +31,7 @@ from .test_vllm_client import run_async
 
 pytestmark = pytest.mark.integration
 LIMITS = {"max_steps": 2, "max_claims": 3, "max_claim_chars": 48, "max_tokens": 3000}
-BUILT_IN = [w for w in vars(_builtin).values() if isinstance(w, Workflow)]
+BUILT_IN: list[Workflow] = [getattr(_builtin, name) for name in _builtin.__all__]
 
 
 def two_series_case() -> Case:
