@@ -34,8 +34,9 @@ from okaflow.tools.reporting import (
 if TYPE_CHECKING:
     from okaflow.agents._nodes import AgentConfig
 
-__all__ = ["assemble_report"]
+__all__ = ["assemble_report", "prepare_report_ahead", "trend_section"]
 
+_TRENDS = "trend_section"  # RunContext.prepared's name for the trend figures
 _SECTION_TITLES = {
     "findings": "Findings",
     "comparison": "Comparison",
@@ -54,7 +55,7 @@ def assemble_report(state: OKAState, ctx: RunContext, config: AgentConfig) -> Re
         blocks.append(NoticeBlock(level="warning", text="Run warnings: " + " | ".join(warnings)))
     blocks += _context_blocks(case.patient)
     blocks += _image_blocks(state, ctx)
-    blocks += _trend_blocks(case.patient, ctx)
+    blocks += trend_section(ctx)
     backend = backend_of(config, ctx)
     blocks += _claim_blocks(state, config, backend.is_model)
     cited: list[str] = []
@@ -178,6 +179,16 @@ def _generated_block(g: dict[str, Any]) -> GeneratedImageBlock:
         ai_generated=g["ai_generated"],
         evidence_id=g["evidence_id"],
     )
+
+
+def prepare_report_ahead(ctx: RunContext) -> None:
+    """Start drawing what the report takes from the record alone (the trend figures) while the model answers."""
+    ctx.prepare_ahead(_TRENDS, lambda: trend_section(ctx))
+
+
+def trend_section(ctx: RunContext) -> list[Block]:
+    """The report's lab-trend figures, drawn once per run: by the report, or ahead of it."""
+    return ctx.prepared(_TRENDS, lambda: _trend_blocks(ctx.case.patient, ctx))
 
 
 def _trend_blocks(p: PatientContext, ctx: RunContext) -> list[Block]:

@@ -276,10 +276,13 @@ def build_nodes(config: AgentConfig) -> dict[str, Any]:
         return _absorb([backend.understand(r) for r in requests], step, final)
 
     async def aanalyze(state: OKAState) -> dict[str, Any]:
+        from okaflow.agents._assemble import prepare_report_ahead
+
         requests, step, final = _requests(state)
         ctx = _ctx()
         backend = backend_of(config, ctx)
         async with ctx.away_from_cpu():
+            prepare_report_ahead(ctx)
             results = await asyncio.gather(*(backend.aunderstand(r) for r in requests))
         return _absorb(list(results), step, final)
 

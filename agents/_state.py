@@ -7,12 +7,15 @@ invoke time, never into a checkpoint.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import operator
+import threading
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict, TypeVar
 
 from okaflow._types import utc_now
 
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
     from okaflow.tools.reporting import ArtifactStore
 
 __all__ = ["OKAState", "RunContext", "merge_evidence"]
+
+T = TypeVar("T")
 
 
 def merge_evidence(left: list[dict[str, Any]], right: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -97,7 +102,46 @@ class RunContext:
     # okaflow.arun's place among the concurrent runs of its event loop (okaflow._turns): the run holds a
     # CPU slot while it computes. None (a graph invoked directly): nothing is scheduled.
     turn: RunTurn | None = None
+    # What prepared() has made, by name, and the tasks prepare_ahead() started.
+    _prepared: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    _preparing: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _ahead: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False, repr=False)
 
     def away_from_cpu(self) -> AbstractAsyncContextManager[None]:
         """``async with ctx.away_from_cpu():`` around a wait on another server, so other runs compute meanwhile."""
         return self.turn.away() if self.turn is not None else contextlib.nullcontext()
+
+    def prepared(self, name: str, make: Callable[[], T]) -> T:
+        """``make()``, made once per run by whoever asks first: a node, or work done ahead (thread-safe)."""
+        with self._preparing:
+            if name not in self._prepared:
+                self._prepared[name] = make()
+            return self._prepared[name]  # type: ignore[no-any-return]
+
+    def prepare_ahead(self, name: str, work: Callable[[], object]) -> None:
+        """Start ``work`` in a worker thread at the lowest CPU priority, once per ``name``.
+
+        ``work`` makes, through :meth:`prepared`, what a later node will ask for. An async node calls
+        this before it waits on a server: the work runs while no run's step wants the CPU
+        (``RunTurn.ahead``), and the later node finds it made. A failure here is left for that node
+        to meet again and report. Without turns (a graph invoked directly, ``okaflow.run``, or
+        ``OKAFLOW_CPU_SLOTS=0``, where a CPU engine on the same cores wants the CPU while it answers)
+        nothing is done ahead and the node makes it when it needs it.
+        """
+        if self.turn is None or self.turn.turns.unlimited or name in self._ahead:
+            return
+        turn = self.turn
+
+        async def ahead() -> None:
+            async with turn.ahead():
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(work)
+
+        self._ahead[name] = asyncio.get_running_loop().create_task(ahead(), name=f"okaflow ahead: {name}")
+
+    async def end_ahead(self) -> None:
+        """Cancel the work ahead still waiting for the CPU (the run ended without needing it)."""
+        tasks = list(self._ahead.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

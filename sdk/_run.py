@@ -518,14 +518,17 @@ async def arun(
             graph, ctx = await asyncio.to_thread(_agent, loaded, wf, chosen, saver, run_dir, options, started)
             ctx.turn = turn
             config = {"configurable": {"thread_id": thread_id}}
-            async for mode, chunk in graph.astream(
-                _initial_state(loaded, wf),
-                config,
-                context=ctx,
-                stream_mode=["custom", "updates"],
-            ):
-                if mode == "custom":
-                    emit(chunk)
+            try:
+                async for mode, chunk in graph.astream(
+                    _initial_state(loaded, wf),
+                    config,
+                    context=ctx,
+                    stream_mode=["custom", "updates"],
+                ):
+                    if mode == "custom":
+                        emit(chunk)
+            finally:
+                await ctx.end_ahead()
             return _result(run_dir, thread_id, await graph.aget_state(config))
 
 

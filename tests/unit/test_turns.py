@@ -218,3 +218,35 @@ def test_cancelled_while_taking_its_slot_back_a_run_gives_back_nothing() -> None
         waiting.cancel()
 
     run_async(scenario)
+
+
+def test_work_ahead_waits_behind_every_run_step_even_younger_ones() -> None:
+    async def scenario() -> list[object]:
+        order: list[object] = []
+        turns, step = await _one_slot_taken(order)
+
+        async def ahead(rank: int) -> None:
+            async with RunTurn(turns, rank).ahead():
+                order.append(f"ahead {rank}")
+
+        # The oldest run's work ahead asks first, then younger runs' steps.
+        waiting = [asyncio.create_task(ahead(0)), *(asyncio.create_task(step(rank)) for rank in (7, 8))]
+        await asyncio.sleep(0)
+        turns.release()
+        await asyncio.gather(*waiting)
+        return order
+
+    assert run_async(scenario) == [7, 8, "ahead 0"]
+
+
+def test_work_ahead_takes_a_free_slot_at_once_and_gives_it_back() -> None:
+    async def scenario() -> bool:
+        turns = Turns(slots=1)
+        async with RunTurn(turns, 3).ahead():
+            taken = asyncio.create_task(turns.acquire(0))
+            await asyncio.sleep(0.01)
+            assert not taken.done()  # the one slot is the work ahead's while it runs
+        await asyncio.wait_for(taken, timeout=1)
+        return True
+
+    assert run_async(scenario)
