@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import operator
 import threading
 from collections.abc import Callable
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["OKAState", "RunContext", "merge_evidence"]
 
 T = TypeVar("T")
+log = logging.getLogger("okaflow.run")
 
 
 def merge_evidence(left: list[dict[str, Any]], right: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -102,9 +104,10 @@ class RunContext:
     # okaflow.arun's place among the concurrent runs of its event loop (okaflow._turns): the run holds a
     # CPU slot while it computes. None (a graph invoked directly): nothing is scheduled.
     turn: RunTurn | None = None
-    # What prepared() has made, by name, and the tasks prepare_ahead() started.
+    # What prepared() has made, by name (each name with its own lock), and the tasks prepare_ahead() started.
     _prepared: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
-    _preparing: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _locks: dict[str, threading.Lock] = field(default_factory=dict, init=False, repr=False)
+    _locking: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _ahead: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False, repr=False)
 
     def away_from_cpu(self) -> AbstractAsyncContextManager[None]:
@@ -112,35 +115,52 @@ class RunContext:
         return self.turn.away() if self.turn is not None else contextlib.nullcontext()
 
     def prepared(self, name: str, make: Callable[[], T]) -> T:
-        """``make()``, made once per run by whoever asks first: a node, or work done ahead (thread-safe)."""
-        with self._preparing:
+        """``make()``, made once per run by whoever asks first: a node, or work done ahead (thread-safe).
+
+        A second caller waits for the first to finish; a ``make()`` that raises keeps nothing, so the
+        next caller makes it again (and meets the error itself).
+        """
+        with self._locking:
+            lock = self._locks.setdefault(name, threading.Lock())
+        with lock:
             if name not in self._prepared:
                 self._prepared[name] = make()
             return self._prepared[name]  # type: ignore[no-any-return]
 
     def prepare_ahead(self, name: str, work: Callable[[], object]) -> None:
-        """Start ``work`` in a worker thread at the lowest CPU priority, once per ``name``.
+        """Start ``work`` in a worker thread when the CPU is free, once per ``name``.
 
         ``work`` makes, through :meth:`prepared`, what a later node will ask for. An async node calls
-        this before it waits on a server: the work runs while no run's step wants the CPU
-        (``RunTurn.ahead``), and the later node finds it made. A failure here is left for that node
-        to meet again and report. Without turns (a graph invoked directly, ``okaflow.run``, or
-        ``OKAFLOW_CPU_SLOTS=0``, where a CPU engine on the same cores wants the CPU while it answers)
-        nothing is done ahead and the node makes it when it needs it.
+        this before it waits on a server. The work gets a CPU slot only while no run's step waits for
+        one (``RunTurn.ahead``); once started it is not interrupted, so a step that comes meanwhile
+        waits for it, as for any other step. A failure here is logged (``okaflow.run``, debug) and
+        left for the node that needs the result to meet again and report. Without turns (a graph
+        invoked directly, ``okaflow.run``, or ``OKAFLOW_CPU_SLOTS=0``, where a CPU engine on the same
+        cores wants the CPU while it answers) nothing is done ahead: the node makes it when it needs it.
         """
-        if self.turn is None or self.turn.turns.unlimited or name in self._ahead:
+        if self.turn is None or self.turn.turns.unlimited or name in self._ahead or name in self._prepared:
             return
         turn = self.turn
 
         async def ahead() -> None:
             async with turn.ahead():
-                with contextlib.suppress(Exception):
-                    await asyncio.to_thread(work)
+                thread = asyncio.ensure_future(asyncio.to_thread(work))
+                try:
+                    await asyncio.shield(thread)
+                except asyncio.CancelledError:
+                    # A thread cannot be stopped: the run (and the slot) end when it has finished writing.
+                    await asyncio.wait({thread})
+                    if thread.exception() is not None:
+                        log.debug("work ahead %r failed: %s", name, thread.exception())
+                    raise
+                except Exception as exc:
+                    log.debug("work ahead %r failed: %s", name, exc)
 
         self._ahead[name] = asyncio.get_running_loop().create_task(ahead(), name=f"okaflow ahead: {name}")
 
     async def end_ahead(self) -> None:
-        """Cancel the work ahead still waiting for the CPU (the run ended without needing it)."""
+        """At the run's end: cancel the work ahead still waiting for the CPU, and wait for any already in
+        its thread to finish, so nothing writes into the run directory after the run."""
         tasks = list(self._ahead.values())
         for task in tasks:
             task.cancel()

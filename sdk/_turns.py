@@ -18,9 +18,9 @@ the runs move in lockstep, and agent and engine take the CPU in turns instead.
 
 Work a run will need later but can do before it is needed (a report's lab-trend figures, which depend
 on the record and not on the model's answer) is done *ahead*, while the run waits on the model: it asks
-for a slot at the lowest priority, and gets one only while no run's step is waiting for one. Runs
-waiting on a server leave the CPU idle, and the work ahead fills that time instead of adding to the
-queue of reports when the answers come back together.
+for a slot after every run's steps, and gets one only while no step is waiting for one (once started,
+it is not interrupted). Runs waiting on a server leave the CPU idle, and the work ahead fills that time
+instead of adding to the queue of reports when the answers come back together.
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ class Turns:
             raise
 
     def release(self) -> None:
-        """Give the slot to the oldest waiting run's step, or back to the free slots."""
+        """Give the slot to the oldest waiting run's step, else to the oldest run's work ahead, else back to
+        the free slots."""
         if self._unlimited:
             return
         while self._waiting:

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -38,8 +39,9 @@ class AnswersOnceTheTrendIsDrawn(ScriptedBackend):
 
 
 def test_the_trend_figure_is_drawn_while_the_model_answers_and_the_report_uses_it(
-    ct_pair_case: Case, tmp_path: Path
+    ct_pair_case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("OKAFLOW_CPU_SLOTS", raising=False)  # 0 would turn work ahead off
     points = next(iter(ct_pair_case.patient.observation_series(min_points=2).values()))
     figure = png_bytes(plot_observation_trend(points))
     name = f"{hashlib.sha256(figure).hexdigest()}.png"
@@ -73,16 +75,51 @@ def test_prepared_makes_once_whoever_asks_first(ct_pair_case: Case, tmp_path: Pa
     assert len(calls) == 1
 
 
+async def _until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.005)
+
+
 def test_a_failure_ahead_is_met_again_by_the_node_that_needs_it(ct_pair_case: Case, tmp_path: Path) -> None:
+    calls: list[str] = []
+
     def broken() -> int:
+        calls.append("make")
         raise OSError("disk full")
 
     async def scenario() -> None:
         ctx = _context(tmp_path, ct_pair_case, RunTurn(Turns(slots=1), 0))
         ctx.prepare_ahead("x", lambda: ctx.prepared("x", broken))
-        await ctx.end_ahead()  # the task ran, swallowed the error, and nothing was kept
+        await _until(lambda: bool(calls))
+        await ctx.end_ahead()  # the work ahead failed quietly and kept nothing...
         with pytest.raises(OSError, match="disk full"):
-            ctx.prepared("x", broken)
+            ctx.prepared("x", broken)  # ...so the node makes it again and meets the error itself
+
+    run_async(scenario)
+    assert calls == ["make", "make"]
+
+
+def test_the_run_ends_after_work_already_in_its_thread_and_only_then_frees_its_slot(
+    ct_pair_case: Case, tmp_path: Path
+) -> None:
+    events: list[str] = []
+
+    def work() -> None:
+        events.append("started")
+        time.sleep(0.1)
+        events.append("written")
+
+    async def scenario() -> None:
+        turns = Turns(slots=1)
+        ctx = _context(tmp_path, ct_pair_case, RunTurn(turns, 0))
+        ctx.prepare_ahead("x", work)
+        await _until(lambda: bool(events))
+        taken = asyncio.create_task(turns.acquire(1))
+        await ctx.end_ahead()
+        assert events == ["started", "written"]  # nothing is written after the run has ended
+        await asyncio.wait_for(taken, timeout=1)  # and the slot came back once
 
     run_async(scenario)
 
