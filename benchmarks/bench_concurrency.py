@@ -1,13 +1,18 @@
 """Concurrent cases: N cases through the async OKA agent vs the same model requests sent raw, one vLLM server.
 
-Run: ``python benchmarks/bench_concurrency.py [--n 1 8 32 64] [--case DIR] [--rounds R] [--cores split|shared|both]``
+Run: ``python benchmarks/bench_concurrency.py [--n 1 8 32 64] [--case DIR] [--same-case] [--rounds R]
+[--cores split|shared|both]``
 
 Starts the real vLLM engine (CPU build) with the tiny seeded BLIP-2 (one image per prompt) and,
-for each N, runs N copies of an example case concurrently through :func:`okaflow.arun` with one
-shared :class:`AsyncOpenAIBackend` (one analysis call per case: ``max_steps=1``). The raw baseline
-sends, N at a time with ``httpx.AsyncClient``, exactly the request body the agent sent for that
-case (captured from the wire), so both sides ask the engine for the same work. Ratio: agent
-cases/s over raw cases/s (target ≥ 0.9 at N = 64).
+for each N, runs N cases concurrently through :func:`okaflow.arun` with one shared
+:class:`AsyncOpenAIBackend` (one analysis call per case: ``max_steps=1``). The cases are copies of an
+example case, each with its images shifted sideways by its own number of pixels (``_cases``): N
+different patients ask the engine for N different things, as they do in use. (``--same-case`` sends N
+identical requests instead; vLLM's prefix cache then encodes the image and fills the prompt once for
+all of them, which here roughly doubles the raw rate.) The raw baseline sends, N at a time with
+``httpx.AsyncClient``, exactly the request body the agent sent for each case (captured from the wire),
+so both sides ask the engine for the same work. Ratio: agent cases/s over raw cases/s (target ≥ 0.9
+at N = 64).
 
 The runs write their folders under the temporary directory (``TMPDIR``), each round's removed after
 it. The filesystem shows in the figures: on an ext4 without a journal, creating a file scans past
@@ -34,10 +39,11 @@ Two more columns say what limits the ratio. *Agent, no model* is the same cases 
 how many cases a second the agent's own work allows on its cores. *Bound* is the ratio of a bare
 client with nothing of okaflow in it: it sends the same requests raw, all at once (so it has no work
 before them at all), and after each answer holds the CPU for as long as the agent works after an
-answer (verifying the claims, the report and its figures, the writes; measured on single runs before
-the rounds). The engine batches the identical requests and answers most of them together near the
-end, so that work queues behind the last answers whoever does it. Where the agent's ratio is at or
-above the bound, what holds it below 1 is the work it does per case, not how okaflow schedules it.
+answer (verifying the claims, the report, the writes; its trend figures are drawn ahead, while the run
+waits on the model; measured on single runs before the rounds). The engine batches the requests and
+answers most of them together near the end, so that work queues behind the last answers whoever does
+it. Where the agent's ratio is at or above the bound, what holds it below 1 is the work it does per
+case, not how okaflow schedules it.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ import time
 from pathlib import Path
 
 import httpx
+from _cases import distinct_copies
 from _engine import ROOT, serve
 
 from okaflow import arun
@@ -64,12 +71,14 @@ LIMITS = {"max_steps": 1, "max_claims": 3, "max_claim_chars": 48, "max_tokens": 
 PROBES = 6  # single runs that capture the request and time the agent's work after the answer
 
 
-async def agent_round(backend: UnderstandingBackend, case: Path, n: int, out: Path) -> float:
+async def agent_round(backend: UnderstandingBackend, cases: list[Path], out: Path) -> float:
     start = time.perf_counter()
-    await asyncio.gather(*(arun(case, backend=backend, out=out / f"case-{i}", **LIMITS) for i in range(n)))
+    await asyncio.gather(
+        *(arun(case, backend=backend, out=out / f"case-{i}", **LIMITS) for i, case in enumerate(cases))
+    )
     elapsed = time.perf_counter() - start
     shutil.rmtree(out)
-    return n / elapsed
+    return len(cases) / elapsed
 
 
 def _spin(seconds: float) -> None:
@@ -80,72 +89,83 @@ def _spin(seconds: float) -> None:
 
 
 async def raw_round(
-    client: httpx.AsyncClient, url: str, body: dict[str, object], n: int, after_s: float = 0.0
+    client: httpx.AsyncClient, url: str, bodies: list[dict[str, object]], after_s: float = 0.0
 ) -> float:
-    """Raw requests, all at once; each answer, once read, followed by ``after_s`` of CPU work on the loop."""
+    """The requests raw, all at once; each answer, once read, followed by ``after_s`` of CPU work on the loop."""
 
-    async def one() -> None:
+    async def one(body: dict[str, object]) -> None:
         response = await client.post(url, json=body)
         response.raise_for_status()
         response.json()
         _spin(after_s)
 
     start = time.perf_counter()
-    await asyncio.gather(*(one() for _ in range(n)))
-    return n / (time.perf_counter() - start)
+    await asyncio.gather(*(one(body) for body in bodies))
+    return len(bodies) / (time.perf_counter() - start)
+
+
+async def captured_requests(base_url: str, cases: list[Path], out: Path) -> list[dict[str, object]]:
+    """The analysis request each case sends, read off the wire (all cases at once, a client each)."""
+
+    async def one(case: Path, i: int) -> dict[str, object]:
+        bodies: list[dict[str, object]] = []
+
+        async def hook(request: httpx.Request) -> None:
+            if request.url.path.endswith("/chat/completions"):
+                bodies.append(json.loads(request.content))
+
+        client = httpx.AsyncClient(timeout=120, event_hooks={"request": [hook]})
+        async with AsyncOpenAIBackend(base_url=base_url, model=MODEL, http_client=client) as backend:
+            await arun(case, backend=backend, out=out / f"capture-{i}", **LIMITS)
+        if len(bodies) != 1:
+            raise SystemExit(f"expected one analysis call for {case}, got {len(bodies)}")
+        return bodies[0]
+
+    return list(await asyncio.gather(*(one(case, i) for i, case in enumerate(cases))))
 
 
 Row = tuple[int, float, float, float, float]  # N, raw, agent, bound (all cases/s), agent with no model
 
 
-async def bench(base_url: str, case: Path, sizes: list[int], rounds: int) -> tuple[float, list[Row]]:
-    """(the agent's CPU seconds after an answer, a row per N)."""
-    bodies: list[dict[str, object]] = []
+async def bench(base_url: str, cases: list[Path], sizes: list[int], rounds: int, work: Path) -> tuple[float, list[Row]]:
+    """(the agent's CPU seconds after an answer, a row per N); N runs take the first N cases."""
     answered: list[float] = []
-
-    async def capture(request: httpx.Request) -> None:
-        if request.url.path.endswith("/chat/completions"):
-            bodies.append(json.loads(request.content))
 
     async def answer(response: httpx.Response) -> None:
         if response.request.url.path.endswith("/chat/completions"):
             answered.append(time.process_time())
 
+    bodies = await captured_requests(base_url, cases, work / "capture")
+    distinct = len({json.dumps(body, sort_keys=True) for body in bodies})
+    if distinct != len(set(cases)):
+        raise SystemExit(f"{len(set(cases))} different cases sent {distinct} different requests")
     limits = httpx.Limits(max_connections=max(sizes))
-    work = Path(tempfile.mkdtemp(prefix="okaflow-bench-"))
-    async with (
-        httpx.AsyncClient(
-            timeout=120, limits=limits, event_hooks={"request": [capture], "response": [answer]}
-        ) as recording,
-        httpx.AsyncClient(timeout=120, limits=limits) as raw,
-    ):
+    async with httpx.AsyncClient(timeout=120, limits=limits) as raw:
         after: list[float] = []  # CPU time from the answer's arrival to the run's end, one case alone
-        async with AsyncOpenAIBackend(base_url=base_url, model=MODEL, http_client=recording) as probe:
+        probe_client = httpx.AsyncClient(timeout=120, event_hooks={"response": [answer]})
+        async with AsyncOpenAIBackend(base_url=base_url, model=MODEL, http_client=probe_client) as probe:
             for i in range(PROBES):
-                await arun(case, backend=probe, out=work / f"probe-{i}", **LIMITS)
+                await arun(cases[i % len(cases)], backend=probe, out=work / f"probe-{i}", **LIMITS)
                 after.append(time.process_time() - answered[-1])
-        if len(bodies) != PROBES or any(b != bodies[0] for b in bodies):
-            raise SystemExit(f"expected one identical analysis call per case, got {len(bodies)} for {PROBES} cases")
-        body = bodies[0]
         after_s = statistics.median(after[1:])  # the first run pays for imports and caches
         url = f"{base_url}/chat/completions"
         results = []
         async with AsyncOpenAIBackend(
             base_url=base_url, model=MODEL, http_client=httpx.AsyncClient(timeout=120, limits=limits)
         ) as backend:
-            await agent_round(backend, case, 2, work / "warm")
+            await agent_round(backend, cases[:2], work / "warm")
             for n in sizes:
                 agent, baseline, bound = [], [], []
                 for i in range(rounds):
                     if i % 2 == 0:
-                        baseline.append(await raw_round(raw, url, body, n))
-                        agent.append(await agent_round(backend, case, n, work / "agent"))
+                        baseline.append(await raw_round(raw, url, bodies[:n]))
+                        agent.append(await agent_round(backend, cases[:n], work / "agent"))
                     else:
-                        agent.append(await agent_round(backend, case, n, work / "agent"))
-                        baseline.append(await raw_round(raw, url, body, n))
-                    bound.append(await raw_round(raw, url, body, n, after_s))
+                        agent.append(await agent_round(backend, cases[:n], work / "agent"))
+                        baseline.append(await raw_round(raw, url, bodies[:n]))
+                    bound.append(await raw_round(raw, url, bodies[:n], after_s))
                 # The agent's own capacity on this machine: the same cases with no model call at all.
-                alone = [await agent_round(EvidenceOnlyAnalyst(), case, n, work / "alone") for _ in range(rounds)]
+                alone = [await agent_round(EvidenceOnlyAnalyst(), cases[:n], work / "alone") for _ in range(rounds)]
                 medians = (statistics.median(x) for x in (baseline, agent, bound, alone))
                 results.append((n, *medians))
     shutil.rmtree(work, ignore_errors=True)
@@ -175,8 +195,16 @@ def main() -> None:
     parser.add_argument("--case", type=Path, default=ROOT / "examples" / "cases" / "obstetric-ultrasound")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cores", choices=["split", "shared", "both"], default="both")
+    parser.add_argument(
+        "--same-case",
+        action="store_true",
+        help="N copies of the case itself: N identical requests, which the engine's prefix cache mostly skips",
+    )
     args = parser.parse_args()
     everything = os.sched_getaffinity(0)
+    work = Path(tempfile.mkdtemp(prefix="okaflow-bench-"))
+    count = max(args.n)
+    cases = [args.case] * count if args.same_case else distinct_copies(args.case, count, work / "cases")
     tables = []
     for name, server_cpus, own_cpus in layouts(args.cores):
         os.sched_setaffinity(0, everything)
@@ -184,8 +212,10 @@ def main() -> None:
         os.environ[ENV_CPU_SLOTS] = "" if server_cpus else "0"
         with serve("blip2-vlm", MODEL, limit_mm_per_prompt={"image": 1}, cpus=server_cpus) as server:
             os.sched_setaffinity(0, own_cpus)
-            tables.append((name, asyncio.run(bench(server.base_url, args.case, args.n, args.rounds))))
-    print(f"vLLM {MODEL}; case {args.case.name}, one analysis call per case; median of {args.rounds} rounds")
+            tables.append((name, asyncio.run(bench(server.base_url, cases, args.n, args.rounds, work / "runs"))))
+    shutil.rmtree(work, ignore_errors=True)
+    kind = "N copies of it, identical" if args.same_case else "N copies of it, each image shifted differently"
+    print(f"vLLM {MODEL}; case {args.case.name} ({kind}); one analysis call per case; median of {args.rounds} rounds")
     for name, (after_s, results) in tables:
         print(f"\n{name}; after an answer, the agent spends {after_s * 1000:.1f} ms of CPU per case")
         print(f"{'N':>4}{'raw cases/s':>14}{'agent cases/s':>15}{'ratio':>8}{'bound':>8}{'agent, no model':>17}")
