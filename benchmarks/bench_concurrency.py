@@ -88,20 +88,23 @@ def _spin(seconds: float) -> None:
         pass
 
 
-async def raw_round(
-    client: httpx.AsyncClient, url: str, bodies: list[dict[str, object]], after_s: float = 0.0
-) -> float:
-    """The requests raw, all at once; each answer, once read, followed by ``after_s`` of CPU work on the loop."""
+async def raw_round(url: str, bodies: list[dict[str, object]], after_s: float = 0.0) -> float:
+    """The requests raw, all at once; each answer, once read, followed by ``after_s`` of CPU work on the loop.
 
-    async def one(body: dict[str, object]) -> None:
+    A client of its own each round: a bare client does not retry, and a connection kept from the round
+    before may be one the server has just closed as idle (a read error on reuse).
+    """
+
+    async def one(client: httpx.AsyncClient, body: dict[str, object]) -> None:
         response = await client.post(url, json=body)
         response.raise_for_status()
         response.json()
         _spin(after_s)
 
-    start = time.perf_counter()
-    await asyncio.gather(*(one(body) for body in bodies))
-    return len(bodies) / (time.perf_counter() - start)
+    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=len(bodies))) as client:
+        start = time.perf_counter()
+        await asyncio.gather(*(one(client, body) for body in bodies))
+        return len(bodies) / (time.perf_counter() - start)
 
 
 async def captured_requests(base_url: str, cases: list[Path], out: Path) -> list[dict[str, object]]:
@@ -140,34 +143,33 @@ async def bench(base_url: str, cases: list[Path], sizes: list[int], rounds: int,
     if distinct != len(set(cases)):
         raise SystemExit(f"{len(set(cases))} different cases sent {distinct} different requests")
     limits = httpx.Limits(max_connections=max(sizes))
-    async with httpx.AsyncClient(timeout=120, limits=limits) as raw:
-        after: list[float] = []  # CPU time from the answer's arrival to the run's end, one case alone
-        probe_client = httpx.AsyncClient(timeout=120, event_hooks={"response": [answer]})
-        async with AsyncOpenAIBackend(base_url=base_url, model=MODEL, http_client=probe_client) as probe:
-            for i in range(PROBES):
-                await arun(cases[i % len(cases)], backend=probe, out=work / f"probe-{i}", **LIMITS)
-                after.append(time.process_time() - answered[-1])
-        after_s = statistics.median(after[1:])  # the first run pays for imports and caches
-        url = f"{base_url}/chat/completions"
-        results = []
-        async with AsyncOpenAIBackend(
-            base_url=base_url, model=MODEL, http_client=httpx.AsyncClient(timeout=120, limits=limits)
-        ) as backend:
-            await agent_round(backend, cases[:2], work / "warm")
-            for n in sizes:
-                agent, baseline, bound = [], [], []
-                for i in range(rounds):
-                    if i % 2 == 0:
-                        baseline.append(await raw_round(raw, url, bodies[:n]))
-                        agent.append(await agent_round(backend, cases[:n], work / "agent"))
-                    else:
-                        agent.append(await agent_round(backend, cases[:n], work / "agent"))
-                        baseline.append(await raw_round(raw, url, bodies[:n]))
-                    bound.append(await raw_round(raw, url, bodies[:n], after_s))
-                # The agent's own capacity on this machine: the same cases with no model call at all.
-                alone = [await agent_round(EvidenceOnlyAnalyst(), cases[:n], work / "alone") for _ in range(rounds)]
-                medians = (statistics.median(x) for x in (baseline, agent, bound, alone))
-                results.append((n, *medians))
+    after: list[float] = []  # CPU time from the answer's arrival to the run's end, one case alone
+    probe_client = httpx.AsyncClient(timeout=120, event_hooks={"response": [answer]})
+    async with AsyncOpenAIBackend(base_url=base_url, model=MODEL, http_client=probe_client) as probe:
+        for i in range(PROBES):
+            await arun(cases[i % len(cases)], backend=probe, out=work / f"probe-{i}", **LIMITS)
+            after.append(time.process_time() - answered[-1])
+    after_s = statistics.median(after[1:])  # the first run pays for imports and caches
+    url = f"{base_url}/chat/completions"
+    results = []
+    async with AsyncOpenAIBackend(
+        base_url=base_url, model=MODEL, http_client=httpx.AsyncClient(timeout=120, limits=limits)
+    ) as backend:
+        await agent_round(backend, cases[:2], work / "warm")
+        for n in sizes:
+            agent, baseline, bound = [], [], []
+            for i in range(rounds):
+                if i % 2 == 0:
+                    baseline.append(await raw_round(url, bodies[:n]))
+                    agent.append(await agent_round(backend, cases[:n], work / "agent"))
+                else:
+                    agent.append(await agent_round(backend, cases[:n], work / "agent"))
+                    baseline.append(await raw_round(url, bodies[:n]))
+                bound.append(await raw_round(url, bodies[:n], after_s))
+            # The agent's own capacity on this machine: the same cases with no model call at all.
+            alone = [await agent_round(EvidenceOnlyAnalyst(), cases[:n], work / "alone") for _ in range(rounds)]
+            medians = (statistics.median(x) for x in (baseline, agent, bound, alone))
+            results.append((n, *medians))
     shutil.rmtree(work, ignore_errors=True)
     return after_s, results
 
