@@ -242,11 +242,13 @@ def _draw_trend(
     if len(units) > 1:
         # Plotting mg/dL and mmol/L on one axis would draw a false trend; convert first.
         raise ValueError(f"observations mix units {units}; convert them to one unit before plotting")
+    low = high = None
     ranged = _newest_with_range(usable)
-    low, high = (ranged.reference_low, ranged.reference_high) if ranged else (None, None)
-    for bound in (low, high):
-        if ranged and bound is not None and not math.isfinite(bound):
-            raise ValueError(f"{ranged.id} has a reference range bound of {bound}, which no axis can place")
+    if ranged is not None:
+        low, high = ranged.reference_low, ranged.reference_high
+        for bound in (low, high):
+            if bound is not None and not math.isfinite(bound):
+                raise ValueError(f"{ranged.id} has a reference range bound of {bound}, which no axis can place")
     pts = sorted(
         (_point(f, f.value, f.effective, low, high) for f in usable if f.value is not None and f.effective),
         key=lambda p: p.when,
