@@ -10,11 +10,9 @@ stay the same size and shape.
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pydicom
@@ -35,23 +33,20 @@ def distinct_copies(case: Path, n: int, root: Path) -> list[Path]:
     if not manifest_path.is_file():
         raise SystemExit(f"{case} has no {CASE_MANIFEST}: distinct copies need the case's image list")
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    sources = []
-    for k, entry in enumerate(manifest.get("images", [])):
-        spec = {"path": entry} if isinstance(entry, str) else entry
-        sources.append(resolve_image_path(str(spec["path"]), case, manifest_path, f"images[{k}]"))
+    entries = [{"path": e} if isinstance(e, str) else e for e in manifest.get("images", [])]
+    sources = [
+        resolve_image_path(str(entry["path"]), case, manifest_path, f"images[{k}]") for k, entry in enumerate(entries)
+    ]
     copies = []
     for i in range(n):
         folder = root / f"case-{i}"
         shutil.copytree(case, folder)
-        spec: dict[str, Any] = copy.deepcopy(manifest)
-        for k, source in enumerate(sources):
-            entry = spec["images"][k]
-            entry = {"path": entry} if isinstance(entry, str) else entry
+        images = []
+        for k, (entry, source) in enumerate(zip(entries, sources, strict=True)):
             target = folder / f"shifted-{k}{source.suffix or '.dcm'}"
             _shifted(source, target, _STEP * (i + 1))
-            entry["path"] = target.name
-            spec["images"][k] = entry
-        (folder / CASE_MANIFEST).write_text(json.dumps(spec, indent=2), encoding="utf-8")
+            images.append({**entry, "path": target.name})
+        (folder / CASE_MANIFEST).write_text(json.dumps({**manifest, "images": images}, indent=2), encoding="utf-8")
         copies.append(folder)
     return copies
 

@@ -39,6 +39,14 @@ def tiny_model(name: str) -> Path:
     return Path(json.loads(done.read_text(encoding="utf-8"))[name])
 
 
+def cpu_halves() -> tuple[list[int], list[int]] | None:
+    """(the model server's CPUs, the client's) when this process may use two CPUs or more: the first half
+    for the server, the rest for the client, as a GPU host and the hosts that send it requests are apart."""
+    cpus = sorted(os.sched_getaffinity(0))
+    half = len(cpus) // 2
+    return (cpus[:half], cpus[half:]) if half else None
+
+
 def serve(name: str, served_as: str, **options: object) -> VLLMServer:
     """A started server for tiny model ``name`` (use as a context manager, or call ``stop()``)."""
     return VLLMServer(

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
-from _engine import serve
+from _engine import cpu_halves, serve
 from pydantic import BaseModel
 
 from okaflow.model_backend import (
@@ -103,14 +103,15 @@ def main() -> None:
     parser.add_argument("--cores", choices=["split", "shared"], default="split")
     args = parser.parse_args()
     reqs = requests(args.requests)
-    cpus = sorted(os.sched_getaffinity(0))
-    half = len(cpus) // 2
-    split = args.cores == "split" and half > 0
-    layout = f"server on CPUs {cpus[:half]}, client on {cpus[half:]}" if split else f"server and client on {cpus}"
+    halves = cpu_halves() if args.cores == "split" else None
+    if halves:
+        layout = f"server on CPUs {halves[0]}, client on {halves[1]}"
+    else:
+        layout = f"server and client on CPUs {sorted(os.sched_getaffinity(0))}"
 
-    with serve("qwen2-text", MODEL, cpus=cpus[:half] if split else None) as server:
-        if split:
-            os.sched_setaffinity(0, cpus[half:])
+    with serve("qwen2-text", MODEL, cpus=halves[0] if halves else None) as server:
+        if halves:
+            os.sched_setaffinity(0, halves[1])
         url = f"{server.base_url}/chat/completions"
         sync_backend = OpenAIBackend(base_url=server.base_url, model=MODEL)
         bodies = [sync_backend.build_body(r) for r in reqs]

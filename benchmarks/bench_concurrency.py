@@ -60,7 +60,7 @@ from pathlib import Path
 
 import httpx
 from _cases import distinct_copies
-from _engine import ROOT, serve
+from _engine import ROOT, cpu_halves, serve
 
 from okaflow import arun
 from okaflow._constants import ENV_CPU_SLOTS
@@ -177,13 +177,12 @@ async def bench(base_url: str, cases: list[Path], sizes: list[int], rounds: int,
 def layouts(choice: str) -> list[tuple[str, list[int] | None, set[int]]]:
     """(name, server CPUs or None for all, this process's CPUs) for each layout asked for."""
     cpus = sorted(os.sched_getaffinity(0))
-    half = len(cpus) // 2
+    halves = cpu_halves()
     chosen = []
     if choice in {"split", "both"}:
-        if half:
-            chosen.append(
-                (f"split: server on CPUs {cpus[:half]}, agent on {cpus[half:]}", cpus[:half], set(cpus[half:]))
-            )
+        if halves:
+            server, agent = halves
+            chosen.append((f"split: server on CPUs {server}, agent on {agent}", server, set(agent)))
         else:
             print("split layout skipped: this process may use one CPU only")
     if choice in {"shared", "both"}:
